@@ -1,0 +1,417 @@
+"""Classify a kernel log: the public entry points of the classifier.
+
+``classify_path`` / ``classify_bytes`` / ``classify_text`` return a plain dict that
+follows the contract in DESIGN.md (``kind``, ``title``, ``fingerprint``, ``rule``,
+``fix_status``, ``kernel``, ``crash``, ``modules``, ``reports``) plus the extra
+fields documented in README.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+from typing import Any
+
+from . import formats as F
+from .catalogue import Facts, Rule, best_match, load_catalogue
+from .kernels import fix_status, parse_release
+from .logtext import open_bytes, open_log, scan_windows
+from .parse import Report, ReportBuilder
+
+SCHEMA_VERSION = 1
+
+# kernel/panic.c taint_flags[]: the letter printed when the flag is set.
+TAINT_FLAGS = {
+    "P": "proprietary module loaded",
+    "F": "module force-loaded",
+    "S": "SMP with CPUs not designed for it / out of spec system",
+    "R": "module force-unloaded",
+    "M": "machine check exception occurred",
+    "B": "bad page referenced or unexpected page flags",
+    "U": "taint requested by user space (el6: unsupported module)",
+    "D": "kernel died recently (an earlier oops or BUG)",
+    "A": "ACPI table overridden by user",
+    "W": "an earlier kernel WARNING",
+    "C": "staging driver loaded",
+    "I": "firmware workaround for a platform bug",
+    "O": "out-of-tree module loaded",
+    "E": "unsigned module loaded",
+    "L": "soft lockup occurred earlier",
+    "K": "kernel live-patched",
+    "X": "auxiliary taint (distribution-defined)",
+    "T": "struct randomisation plugin (RHEL: technology preview driver)",
+    "N": "in-kernel test (kunit) run",
+    "J": "userspace used a mutating debug operation in fwctl",
+}
+# Module flags in "Modules linked in: name(OE)" that say the module did not ship
+# with the distribution kernel: O out-of-tree, E unsigned, P proprietary, U (el6) unsupported.
+THIRD_PARTY_FLAGS = frozenset("OEPU")
+
+
+def classify_path(path: str, lang: str = "en", rules: tuple[Rule, ...] | None = None) -> dict[str, Any]:
+    """Classify the log at ``path`` ('-' is not handled here; see the CLI)."""
+    with open_log(path) as fh:
+        result = _classify_stream(fh, lang, rules)
+    result["source"] = path
+    return result
+
+
+def classify_bytes(data: bytes, lang: str = "en", rules: tuple[Rule, ...] | None = None, source: str = "<bytes>") -> dict[str, Any]:
+    """Classify a log held in memory (raises LogInputError for empty or binary data)."""
+    result = _classify_stream(open_bytes(data, source), lang, rules)
+    result["source"] = source
+    return result
+
+
+def classify_text(text: str, lang: str = "en", rules: tuple[Rule, ...] | None = None) -> dict[str, Any]:
+    return classify_bytes(text.encode("utf-8", "surrogatepass"), lang, rules, source="<text>")
+
+
+def _classify_stream(fh: io.BufferedIOBase, lang: str, rules: tuple[Rule, ...] | None) -> dict[str, Any]:
+    builder = ReportBuilder()
+    windows = 0
+    for w in scan_windows(fh):
+        windows += 1
+        from .logtext import normalise
+
+        for line in normalise(w.text, w.first_line or 1):
+            builder.feed(line)
+        builder.end_window()
+    reports = builder.finish()
+    if rules is None:
+        rules = load_catalogue()
+    return build_result(reports, builder, rules, lang, windows)
+
+
+# --- assembling the result -------------------------------------------------------------
+
+
+def primary_report(reports: list[Report]) -> Report | None:
+    """The first fatal report; with none fatal, the first report."""
+    for r in reports:
+        if r.fatal:
+            return r
+    return reports[0] if reports else None
+
+
+def _guilty_frame(r: Report, event_frame: str | None) -> str | None:
+    if event_frame:
+        fn = F.clean_function(event_frame.split("+", 1)[0])
+        if not F.SKIP_FRAMES.match(fn):
+            return fn
+    candidates: list[str] = []
+    rip_fn = (r.rip or {}).get("function")
+    if rip_fn:
+        candidates.append(rip_fn)
+    candidates.extend(fr.function for fr in r.trace if fr.reliable and fr.function)
+    for fn in candidates:
+        if not F.SKIP_FRAMES.match(fn):
+            return fn
+    return None
+
+
+_NUMBERS = re.compile(r"\b(?:0x)?[0-9a-fA-F]{8,}\b|\b0x[0-9a-fA-F]+\b")
+
+
+def _normalise_message(msg: str) -> str:
+    msg = msg.strip().rstrip(".!").strip()
+    msg = _NUMBERS.sub("ADDR", msg)
+    msg = re.sub(r"(?<![\w(])\d+(?![\w)])", "NUM", msg)
+    return re.sub(r"\s+", " ", msg)
+
+
+def _title(r: Report) -> str:
+    ev = r.main_event()
+    if r.kind == "sysrq_crash":
+        return "sysrq triggered crash"
+    groups = dict(ev.groups)
+    template = ev.fmt.title
+    if r.kind != ev.fmt.kind:  # kind refined from CR2 (a lone "Oops" line)
+        template = {"null_deref": F.FORMATS[0].title, "paging_request": "BUG: unable to handle kernel paging request in {frame}"}.get(
+            r.kind, template
+        )
+        if r.kind == "null_deref":
+            template = "BUG: unable to handle kernel NULL pointer dereference in {frame}"
+    frame = _guilty_frame(r, groups.get("frame"))
+    if "msg" in groups:
+        msg = groups["msg"]
+        if ev.fmt.kind in ("other", "other_panic"):
+            # "scheduling while atomic: swapper/0/0/0x00010000" -> "scheduling while atomic"
+            msg = re.split(r": | at | in process | for address | on CPU", msg, maxsplit=1)[0]
+        groups["msg"] = _normalise_message(msg)
+    if ev.fmt.kind == "oom_kill" and r.kind == "oom_kill":
+        victim = next((e.groups.get("victim") for e in r.events if e.groups.get("victim")), None)
+        memcg = any("cgroup" in e.groups.get("scope", "") or e.line.text.startswith("Task in") for e in r.events)
+        base = "Memory cgroup out of memory" if memcg else "Out of memory"
+        return f"{base}: killed process {victim}" if victim else f"{base}: OOM killer invoked"
+    groups.setdefault("dev", "unknown-block")
+    groups.setdefault("exitcode", "unknown")
+    groups["frame"] = frame or ""
+    try:
+        title = template.format(**{k: v for k, v in groups.items()})
+    except (KeyError, IndexError):
+        title = template
+    if not frame:
+        title = title.replace(" in }", "").replace(" in ", " ", 0)
+        title = re.sub(r" in $", "", title)
+    title = re.sub(r"\s+", " ", title).strip()
+    return title
+
+
+def _meaningful_frames(r: Report, n: int = 4) -> list[str]:
+    out: list[str] = []
+    for fr in r.trace:
+        if fr.reliable and fr.function and not F.SKIP_FRAMES.match(fr.function):
+            out.append(fr.function)
+            if len(out) == n:
+                break
+    return out
+
+
+def _fingerprint(kind: str, title: str, frames: list[str]) -> str:
+    h = hashlib.sha256("\n".join([kind, title, *frames]).encode("utf-8", "replace"))
+    return h.hexdigest()[:16]
+
+
+def _modules_in_trace(r: Report) -> list[str]:
+    seen: list[str] = []
+    mod = (r.rip or {}).get("module")
+    if mod:
+        seen.append(mod)
+    for fr in r.trace:
+        if fr.module and fr.module not in seen:
+            seen.append(fr.module)
+    return seen
+
+
+def _suspect(r: Report, in_trace: list[str]) -> tuple[str | None, str | None]:
+    """A third-party module the crash runs through, and why we think so."""
+    flags = dict(r.modules)
+    for m in in_trace:
+        f = flags.get(m, "")
+        if set(f) & THIRD_PARTY_FLAGS:
+            return m, f"the call trace runs through {m}, a module flagged ({f}) in 'Modules linked in'"
+    if r.bad_rip and r.last_unloaded and (r.rip or {}).get("address", "").lower().lstrip("0x").startswith("ffffffffc"):
+        return r.last_unloaded, (
+            f"the kernel jumped to module address space that holds no code (Bad RIP) right after "
+            f"{r.last_unloaded} was unloaded"
+        )
+    return None, None
+
+
+def _evidence(r: Report) -> list[str]:
+    out: list[str] = []
+    for e in r.events:
+        if e.line.raw not in out:
+            out.append(e.line.raw)
+    for ln in r.lines:
+        t = ln.text
+        if t.startswith(("RIP", "IP:", "pc :", "CPU: ", "Pid: ", "Workqueue:")) and ln.raw not in out:
+            out.append(ln.raw)
+    if r.panic_line is not None and r.panic_line.raw not in out:
+        out.append(r.panic_line.raw)
+    return out[:12]
+
+
+def _config_knob(r: Report) -> str | None:
+    panic = r.panic or ""
+    for rx, knob in F.CONFIG_PANICS:
+        if rx.search(panic):
+            return knob
+    return None
+
+
+def _confidence(r: Report, rule: Rule | None) -> tuple[str, list[str]]:
+    reasons: list[str] = []
+    score = 2
+    if r.headless:
+        score -= 1
+        reasons.append("the oops header line was lost: the report starts at its RIP line")
+    if r.kind == "other_panic" and r.panic and F.CONSEQUENCE_PANICS.match(r.panic) and len(r.events) == 1:
+        score -= 2
+        reasons.append("only the final panic line is in the log, not the report that caused it")
+    if r.trace_cut or (r.cut_marker and not r.trace):
+        score -= 1
+        reasons.append("the call trace is cut short")
+    elif not r.trace and r.kind not in ("vfs_no_root", "init_killed", "mce", "oom_kill", "sysrq_crash", "rcu_stall"):
+        score -= 1
+        reasons.append("no call trace in the report")
+    if r.kind == "other":
+        score -= 1
+        reasons.append("the report is of no specific kind")
+    if rule is None:
+        reasons.append("no catalogue rule matched")
+    elif rule.priority <= 10 and score == 2:
+        score -= 1
+        reasons.append("only a generic rule matched")
+    level = "high" if score >= 2 else "medium" if score == 1 else "low"
+    return level, reasons
+
+
+def _text(d: dict[str, Any] | None, lang: str) -> Any:
+    if not d:
+        return None
+    return d.get(lang) or d.get("en")
+
+
+class _Fill(dict):
+    def __missing__(self, key: str) -> str:
+        return "{" + key + "}"
+
+
+def _render(s: str, values: dict[str, str]) -> str:
+    try:
+        return s.format_map(_Fill(values))
+    except (ValueError, IndexError):
+        return s
+
+
+def report_summary(r: Report) -> dict[str, Any]:
+    title = _title(r)
+    frames = _meaningful_frames(r)
+    ts = r.first_line.timestamp
+    return {
+        "kind": r.kind,
+        "title": title,
+        "fingerprint": _fingerprint(r.kind, title, frames),
+        "fatal": r.fatal,
+        "line": r.first_line.number,
+        "timestamp": ts,
+        "panic_reason": r.panic,
+    }
+
+
+def build_result(reports: list[Report], builder: ReportBuilder, rules: tuple[Rule, ...], lang: str, windows: int) -> dict[str, Any]:
+    summaries = [report_summary(r) for r in reports]
+    p = primary_report(reports)
+    result: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "source": None, "lang": lang}
+    if p is None:
+        kr = parse_release(builder.boot_release)
+        result.update(
+            kind="none",
+            title="no crash found",
+            fingerprint=None,
+            confidence="high",
+            confidence_reasons=[],
+            rule=None,
+            fix_status=None,
+            fix_detail=None,
+            config_knob=None,
+            kernel=kr.to_json() if kr else {"release": None, "stream": None, "version": None, "base": None},
+            crash=None,
+            modules={"in_trace": [], "out_of_tree": [], "linked_in": [], "last_unloaded": None, "suspect": None, "suspect_reason": None},
+            taint=None,
+            call_trace=[],
+            evidence=[],
+            reports=[],
+            boot={"cmdline": builder.boot_cmdline, "crashkernel": _crashkernel(builder.boot_cmdline)},
+            input={"lines": builder.lines_seen, "windows": windows, "reports_dropped": builder.dropped_reports},
+        )
+        return result
+    idx = reports.index(p)
+    summary = summaries[idx]
+    build = None
+    for ln in p.lines[:40]:
+        if ln.text.startswith(("CPU: ", "Pid: ")):
+            m = re.search(r"#\S+(?: SMP)?(?:.*Ubuntu)?", ln.text)
+            build = m.group(0) if m else None
+            break
+    kr = parse_release(p.release, build)
+    in_trace = _modules_in_trace(p)
+    suspect, suspect_reason = _suspect(p, in_trace)
+    rip = p.rip or {}
+    functions = {fr.function for fr in p.trace if fr.function}
+    if rip.get("function"):
+        functions.add(rip["function"])
+    facts = Facts(
+        kind=p.kind,
+        lines=tuple(ln.text for ln in p.lines),
+        panic=p.panic or "",
+        rip_function=rip.get("function"),
+        functions=frozenset(functions),
+        modules_in_trace=frozenset(in_trace),
+        suspect_module=suspect,
+        bad_rip=p.bad_rip,
+        stream=kr.stream if kr else None,
+    )
+    rule = best_match(rules, facts)
+    knob = _config_knob(p) or (rule.data.get("config_knob") if rule else None)
+    confidence, reasons = _confidence(p, rule)
+    fs = fix_status(kr, rule.data.get("fixed_in") if rule else None) if rule else None
+    values = {
+        "module": suspect or "",
+        "knob": knob or "",
+        "release": p.release or "",
+        "fixed": fs.fixed_version if fs and fs.fixed_version else "",
+        "function": rip.get("function") or "",
+        "comm": p.comm or "",
+    }
+    rule_json = None
+    if rule:
+        remedy_steps = [_render(s, values) for s in _text(rule.data["remedy"], lang)]
+        rule_json = {
+            "id": rule.id,
+            "category": rule.category,
+            "title": _render(_text(rule.data["title"], lang), values),
+            "cause": _render(_text(rule.data["cause"], lang), values),
+            "remedy": "\n".join(remedy_steps),
+            "remedy_steps": remedy_steps,
+            "fixed_in": rule.data.get("fixed_in"),
+            "config_knob": rule.data.get("config_knob"),
+            "check_commands": [_render(c, values) for c in rule.data.get("check_commands", [])],
+            "fix_commands": [_render(c, values) for c in rule.data.get("fix_commands", [])],
+            "references": rule.data.get("references", []),
+        }
+    if fs is not None and fs.status == "fixed":
+        reasons.append("the running kernel already carries this rule's fix, so this rule is a less likely cause")
+    result.update(
+        kind=p.kind,
+        title=summary["title"],
+        fingerprint=summary["fingerprint"],
+        confidence=confidence,
+        confidence_reasons=reasons,
+        rule=rule_json,
+        fix_status=fs.status if fs else None,
+        fix_detail=fs.detail if fs else None,
+        config_knob=knob,
+        kernel=kr.to_json() if kr else {"release": None, "stream": None, "version": None, "base": None},
+        crash={
+            "rip_function": rip.get("function"),
+            "rip_symbol": rip.get("symbol"),
+            "rip_module": rip.get("module"),
+            "rip_address": rip.get("address"),
+            "bad_rip": p.bad_rip,
+            "comm": p.comm,
+            "pid": p.pid,
+            "cpu": p.cpu,
+            "panic_reason": p.panic,
+            "fatal": p.fatal,
+            "kdump_loaded": p.kdump_loaded,
+            "hardware": p.hardware,
+            "timestamp": summary["timestamp"],
+            "line": summary["line"],
+        },
+        modules={
+            "in_trace": in_trace,
+            "out_of_tree": [n for n, f in p.modules if set(f) & THIRD_PARTY_FLAGS],
+            "linked_in": [{"name": n, "flags": f} for n, f in p.modules],
+            "last_unloaded": p.last_unloaded,
+            "suspect": suspect,
+            "suspect_reason": suspect_reason,
+        },
+        taint=None if p.taint is None else {"flags": p.taint, "decoded": {c: TAINT_FLAGS.get(c, "unknown flag") for c in p.taint}},
+        call_trace=[fr.to_json() for fr in p.trace[:64]],
+        evidence=_evidence(p),
+        reports=summaries,
+        boot={"cmdline": p.boot_cmdline, "crashkernel": _crashkernel(p.boot_cmdline)},
+        input={"lines": builder.lines_seen, "windows": windows, "reports_dropped": builder.dropped_reports},
+    )
+    return result
+
+
+def _crashkernel(cmdline: str | None) -> str | None:
+    if not cmdline:
+        return None
+    m = re.search(r"\bcrashkernel=(\S+)", cmdline)
+    return m.group(1) if m else None

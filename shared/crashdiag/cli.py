@@ -1,0 +1,136 @@
+"""``crashdiag``: classify kernel crash logs and browse the known-issue catalogue.
+
+    crashdiag classify PATH... [--json] [--lang zh|en]     ('-' reads stdin)
+    crashdiag rules [show ID] [--check] [--cases DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+EXIT_OK = 0
+EXIT_INPUT = 2  # unreadable, empty, binary input
+EXIT_RULES = 3  # the catalogue is broken or a rule check failed
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="crashdiag", description="Diagnose Linux kernel crash logs.")
+    sub = p.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("classify", help="classify one or more kernel logs")
+    c.add_argument("paths", nargs="+", metavar="PATH", help="log file (plain or gzip); '-' reads stdin")
+    c.add_argument("--json", action="store_true", help="print JSON (one object per line for several paths)")
+    c.add_argument("--lang", choices=("en", "zh"), default=None, help="language of cause and remedy")
+    r = sub.add_parser("rules", help="list, show or check the known-issue rules")
+    r.add_argument("action", nargs="?", choices=("list", "show"), default="list")
+    r.add_argument("rule_id", nargs="?")
+    r.add_argument("--check", action="store_true", help="validate every rule against its fixtures")
+    r.add_argument("--cases", default="tests/cases", help="fixture directory for --check")
+    r.add_argument("--lang", choices=("en", "zh"), default=None)
+    r.add_argument("--json", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "classify":
+        return _classify(args)
+    return _rules(args)
+
+
+def _lang(args: argparse.Namespace) -> str:
+    from .settings import Settings
+
+    return args.lang or Settings.from_env().lang
+
+
+def _classify(args: argparse.Namespace) -> int:
+    from .classify import classify_bytes, classify_path
+    from .logtext import LogInputError
+
+    lang = _lang(args)
+    status = EXIT_OK
+    for path in args.paths:
+        try:
+            if path == "-":
+                result = classify_bytes(sys.stdin.buffer.read(), lang=lang, source="-")
+            else:
+                result = classify_path(path, lang=lang)
+        except LogInputError as exc:
+            print(f"crashdiag: {exc}", file=sys.stderr)
+            status = EXIT_INPUT
+            continue
+        if args.json:
+            sys.stdout.write(json.dumps(result, ensure_ascii=False, separators=(",", ":")) + "\n")
+        else:
+            from .render import render_terminal
+
+            if len(args.paths) > 1:
+                print(f"== {path}")
+            print(render_terminal(result, lang))
+    return status
+
+
+def _rules(args: argparse.Namespace) -> int:
+    from .catalogue import RuleError, load_catalogue
+
+    lang = _lang(args)
+    try:
+        rules = load_catalogue()
+    except RuleError as exc:
+        print(f"crashdiag: rule catalogue is broken: {exc}", file=sys.stderr)
+        return EXIT_RULES
+    if args.check:
+        from .rulecheck import check_rules
+
+        problems, summary = check_rules(rules, args.cases)
+        for p in problems:
+            print(f"FAIL {p}")
+        print(summary)
+        return EXIT_RULES if problems else EXIT_OK
+    if args.action == "show":
+        match = [r for r in rules if r.id == args.rule_id]
+        if not match:
+            print(f"crashdiag: no rule {args.rule_id!r}", file=sys.stderr)
+            return EXIT_INPUT
+        rule = match[0]
+        if args.json:
+            print(json.dumps(rule.data, ensure_ascii=False, indent=2))
+        else:
+            print(_show(rule.data, lang))
+        return EXIT_OK
+    if args.json:
+        for r in rules:
+            print(json.dumps({"id": r.id, "category": r.category, "kinds": r.kinds, "title": r.data["title"][lang]}, ensure_ascii=False))
+        return EXIT_OK
+    width = max(len(r.id) for r in rules)
+    for r in rules:
+        print(f"{r.id:<{width}}  {r.category:<18} {r.data['title'][lang]}")
+    print(f"{len(rules)} rules")
+    return EXIT_OK
+
+
+def _show(d: dict[str, Any], lang: str) -> str:
+    out = [f"{d['id']}  [{d['category']}]  {d['title'][lang]}", f"kinds: {', '.join(d['kinds'])}"]
+    out.append("match: " + json.dumps(d["match"], ensure_ascii=False))
+    out.append("")
+    out.append(d["cause"][lang])
+    out.append("")
+    out.extend(f"{i}. {s}" for i, s in enumerate(d["remedy"][lang], 1))
+    for key in ("check_commands", "fix_commands"):
+        if d.get(key):
+            out.append("")
+            out.append(key.replace("_", " ") + ":")
+            out.extend(f"  $ {c}" for c in d[key])
+    if d.get("fixed_in"):
+        out.append("")
+        out.append("fixed in: " + "; ".join(f"{k} {', '.join(v)}" for k, v in d["fixed_in"].items()))
+    for ref in d.get("references", []):
+        out.append(f"ref: {ref}")
+    return "\n".join(out)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

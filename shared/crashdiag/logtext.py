@@ -1,0 +1,334 @@
+"""Turn a crash log in any shape it arrives in into clean kernel message lines.
+
+A crash log reaches us as a kdump ``vmcore-dmesg.txt``, plain or raw ``dmesg``,
+``journalctl -k`` output, ``/var/log/messages``, a serial console capture, a pstore
+record, a gzip file, or a log pasted from a web page that lost its newlines. This
+module strips every transport prefix (syslog header, printk timestamp, level,
+caller id) and hands the classifier one kernel message per ``LogLine``.
+
+Large inputs are not read whole: ``scan_windows`` looks for a few anchor strings
+with ``bytes.find`` (C speed) and only the regions around hits are decoded and
+parsed, so a 200 MB log costs a bounded amount of memory.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+
+class LogInputError(Exception):
+    """The input cannot be read as a kernel log (missing, directory, empty, binary)."""
+
+
+@dataclass(frozen=True)
+class LogLine:
+    """One kernel message after its transport prefixes were removed."""
+
+    number: int  # 1-based line number within the window it came from (approximate for big logs)
+    timestamp: float | None  # printk seconds since boot, when present
+    text: str
+    raw: str  # the line as it was, for evidence
+
+
+# Anchors that every crash report carries at least one of. Each report kind either
+# contains one of these or is always printed within WINDOW_BEFORE/AFTER bytes of one
+# (an oops always dumps "Call Trace", every panic says "Kernel panic"). The boot
+# banner and command line are anchors too, since they carry the kernel release and
+# crashkernel= settings.
+ANCHORS: tuple[bytes, ...] = (
+    b"Call Trace",
+    b"Call trace",
+    b"Kernel panic",
+    b"BUG",
+    b"Oops",
+    b"of memory",  # "Out of memory", "Memory cgroup out of memory"
+    b"stall",  # RCU stalls may print no trace at all
+    b"Hardware Error",  # MCE logs without a panic
+    b"NMI",  # unknown NMI / NMI button
+    b"Linux version",
+    b"Command line:",
+)
+WINDOW_BEFORE = 96 * 1024
+WINDOW_AFTER = 160 * 1024
+CHUNK = 8 * 1024 * 1024
+MAX_WINDOW = 8 * 1024 * 1024  # a region dense with hits is cut into windows of this size
+
+_ANSI = re.compile(r"\x1b(?:\[[0-9;?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])")
+# Control characters other than tab that survive in broken captures.
+_CTRL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+# Transport prefixes, tried in order, each possibly followed by the next.
+_SYSLOG = re.compile(
+    r"""^(?:
+        (?:[A-Z][a-z]{2}\s+\d{1,2}\s+\d\d:\d\d:\d\d(?:\.\d+)?)         # Nov 26 10:00:01[.123456]
+      | (?:\d{4}-\d\d-\d\d[T\s]\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?)  # ISO 8601
+      | (?:\[\s*\d+\.\d+\])                                             # journalctl -o short-monotonic
+    )\s+(?P<host>\S+)\s+(?P<ident>[^\s:\[]+)(?:\[\d+\])?:\s?""",
+    re.X,
+)
+_KMSG = re.compile(r"^\d+,\d+,\d+,[^;]*;")  # /dev/kmsg records
+_LEVEL = re.compile(r"^<\d{1,2}>")  # dmesg -r
+_TIMESTAMP = re.compile(r"^\[\s*(\d+\.\d+)\]\s?")
+_CALLER = re.compile(r"^\[\s*[TC]\d+\]\s?")  # CONFIG_PRINTK_CALLER
+
+# A line that holds several printk records (a log pasted onto one line).
+_EMBEDDED_TS = re.compile(r"\s(?=\[\s*\d+\.\d{3,9}\](?:\[\s*[TC]\d+\])?\s)")
+_EMBEDDED_SYSLOG = re.compile(r"\s(?=[A-Z][a-z]{2}\s+\d{1,2}\s\d\d:\d\d:\d\d\s\S+\s+kernel:)")
+
+
+def strip_prefixes(line: str) -> tuple[str, float | None, bool]:
+    """Remove transport prefixes from one line.
+
+    Returns (text, printk timestamp, is_kernel). Lines from syslog or the journal
+    whose identifier is not ``kernel`` are reported as not kernel: the serial
+    console and /var/log/messages interleave them with kernel output.
+    """
+    is_kernel = True
+    ts: float | None = None
+    m = _KMSG.match(line)
+    if m:
+        line = line[m.end() :]
+    m = _SYSLOG.match(line)
+    if m and m.group(0).startswith("["):
+        # journalctl -o short-monotonic: "[  12.345678] host ident[pid]: msg". A bare
+        # kernel line "[  12.345678] Hardware name: ..." has the same shape, so only an
+        # ident of "kernel" or one with a [pid] counts as a journal line.
+        if m.group("ident") == "kernel" or m.group(0).rstrip().endswith("]:"):
+            ts = _float(m.group(0)[1 : m.group(0).index("]")])
+        else:
+            m = None
+    if m:
+        is_kernel = m.group("ident") == "kernel"
+        line = line[m.end() :]
+    m = _LEVEL.match(line)
+    if m:
+        line = line[m.end() :]
+    m = _TIMESTAMP.match(line)
+    if m:
+        ts = _float(m.group(1))
+        line = line[m.end() :]
+        m = _CALLER.match(line)
+        if m:
+            line = line[m.end() :]
+    elif line.startswith("[") and (m := _CALLER.match(line)):
+        line = line[m.end() :]
+    return line, ts, is_kernel
+
+
+def _float(s: str) -> float | None:
+    try:
+        return float(s)
+    except ValueError:
+        return None
+
+
+def clean(text: str) -> str:
+    """Drop ANSI escapes, NUL padding and stray control characters."""
+    if "\x1b" in text:
+        text = _ANSI.sub("", text)
+    return _CTRL.sub("", text)
+
+
+def split_records(line: str) -> list[str]:
+    """Split a line that carries several printk records (a flattened log)."""
+    if len(line) < 80 or line.count("[") < 2:
+        return [line]
+    parts = _EMBEDDED_TS.split(line)
+    if len(parts) == 1 and " kernel:" in line:
+        parts = _EMBEDDED_SYSLOG.split(line)
+    return parts
+
+
+def decode(data: bytes) -> str:
+    """Decode log bytes: UTF-8 where valid, each stray byte replaced, never raising."""
+    return data.decode("utf-8", errors="replace")
+
+
+def normalise(text: str, first_line: int = 1) -> Iterator[LogLine]:
+    """Yield kernel lines from raw log text (any of the shapes this module knows)."""
+    # Serial consoles end lines with \r\n or a lone \r; pstore pads with NULs.
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    number = first_line - 1
+    for physical in text.split("\n"):
+        number += 1
+        physical = clean(physical)
+        if not physical.strip():
+            continue
+        for record in split_records(physical):
+            body, ts, is_kernel = strip_prefixes(record.strip("\n"))
+            if not is_kernel:
+                continue
+            body = body.rstrip()
+            if body:
+                yield LogLine(number, ts, body, record.strip())
+
+
+def looks_binary(sample: bytes) -> bool:
+    """True when a sample is binary data rather than text (a vmcore, an ELF, an image)."""
+    sample = sample.replace(b"\x00", b"")  # pstore and serial captures pad with NULs
+    if not sample:
+        return False
+    bad = sum(1 for b in sample if b < 9 or 13 < b < 27 or 27 < b < 32)
+    return bad / len(sample) > 0.10
+
+
+def open_log(path: str) -> io.BufferedIOBase:
+    """Open a log file for binary reading, transparently un-gzipping it.
+
+    Raises LogInputError with a one-line reason for anything that is not a readable
+    text log.
+    """
+    import os
+
+    if os.path.isdir(path):
+        raise LogInputError(f"{path}: is a directory, not a log file")
+    try:
+        fh = open(path, "rb")  # noqa: SIM115 - returned to the caller
+    except FileNotFoundError:
+        raise LogInputError(f"{path}: no such file") from None
+    except PermissionError:
+        raise LogInputError(f"{path}: permission denied") from None
+    except OSError as exc:
+        raise LogInputError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    return _wrap(fh, path)
+
+
+def open_bytes(data: bytes, name: str = "<bytes>") -> io.BufferedIOBase:
+    """Like open_log, for a log already in memory."""
+    return _wrap(io.BytesIO(data), name)
+
+
+def _wrap(fh: io.BufferedIOBase, name: str) -> io.BufferedIOBase:
+    head = fh.read(4096)
+    if head[:2] == b"\x1f\x8b":
+        fh.seek(0)
+        gz = gzip.GzipFile(fileobj=fh)
+        try:
+            head = gz.read(4096)
+        except (OSError, EOFError) as exc:
+            raise LogInputError(f"{name}: damaged gzip data ({exc})") from None
+        fh.seek(0)
+        fh = gzip.GzipFile(fileobj=fh)  # type: ignore[assignment]
+    else:
+        fh.seek(0)
+    if not head.strip(b"\x00 \t\r\n"):
+        raise LogInputError(f"{name}: empty log")
+    if looks_binary(head):
+        raise LogInputError(
+            f"{name}: binary data, not a text log (for a vmcore, give its vmcore-dmesg.txt)"
+        )
+    return fh
+
+
+@dataclass
+class Window:
+    """A region of the input around anchor hits, decoded into kernel lines."""
+
+    offset: int  # byte offset of the region in the (uncompressed) input
+    text: str
+    first_line: int  # line number of the region's first line, when known (else 0)
+
+
+def scan_windows(fh: io.BufferedIOBase, whole_below: int = 2 * WINDOW_AFTER) -> Iterator[Window]:
+    """Yield the regions of a log that can hold crash reports.
+
+    Inputs smaller than ``whole_below`` are yielded whole. Larger ones are scanned in
+    chunks; each anchor hit opens a region from WINDOW_BEFORE bytes before it to
+    WINDOW_AFTER bytes after it; overlapping regions merge. Memory stays around
+    CHUNK + WINDOW_BEFORE + MAX_WINDOW whatever the input size.
+    """
+    first = _read_fully(fh, whole_below + 1)
+    if len(first) <= whole_below:
+        yield Window(0, decode(first), 1)
+        return
+    yield from _scan_large(fh, first)
+
+
+def _read_fully(fh: io.BufferedIOBase, n: int) -> bytes:
+    parts = []
+    while n > 0:
+        try:
+            b = fh.read(n)
+        except (OSError, EOFError) as exc:  # truncated gzip: keep what we have
+            _ = exc
+            break
+        if not b:
+            break
+        parts.append(b)
+        n -= len(b)
+    return b"".join(parts)
+
+
+def _scan_large(fh: io.BufferedIOBase, first: bytes) -> Iterator[Window]:
+    buf = first
+    base = 0  # absolute offset of buf[0]
+    scanned = 0  # absolute offset up to which anchors were searched
+    lines_before = 1  # line number of buf[0]
+    start = end = -1  # the region being built, absolute offsets
+    longest = max(len(a) for a in ANCHORS)
+    eof = False
+    while True:
+        # Search the part of buf not yet searched (minus a tail that may hold a split anchor).
+        limit = base + len(buf) if eof else base + len(buf) - longest
+        lo = scanned - base
+        hi = limit - base
+        hits: list[int] = []
+        if hi > lo:
+            for a in ANCHORS:
+                i = buf.find(a, lo, hi + len(a) - 1 if not eof else len(buf))
+                while i != -1:
+                    hits.append(base + i)
+                    i = buf.find(a, i + 1, hi + len(a) - 1 if not eof else len(buf))
+            scanned = max(scanned, limit)
+        for h in sorted(set(hits)):
+            ws, we = max(0, h - WINDOW_BEFORE), h + WINDOW_AFTER
+            if start >= 0 and ws <= end and (we - start) <= MAX_WINDOW:
+                end = max(end, we)
+                continue
+            if start >= 0:
+                # The region ends before this hit's region starts, so all of it is in buf.
+                yield _emit(buf, base, start, end, lines_before)
+                ws = max(ws, end)
+            start, end = max(ws, base), we
+        available_end = base + len(buf)
+        if start >= 0 and (end <= scanned or eof):
+            yield _emit(buf, base, start, min(end, available_end), lines_before)
+            start = end = -1
+        if eof:
+            return
+        # Keep only what a future region can still need.
+        keep_from = scanned - WINDOW_BEFORE if start < 0 else start
+        keep_from = max(base, keep_from)
+        cut = keep_from - base
+        if cut > 0:
+            lines_before += buf.count(b"\n", 0, cut)
+            buf = buf[cut:]
+            base = keep_from
+        more = _read_fully(fh, CHUNK)
+        if not more:
+            eof = True
+        else:
+            buf += more
+
+
+def _emit(buf: bytes, base: int, start: int, end: int, lines_before: int) -> Window:
+    lo, hi = start - base, end - base
+    # Widen to whole lines so a region never starts or ends mid-message.
+    if lo > 0:
+        nl = buf.rfind(b"\n", 0, lo)
+        lo = nl + 1 if nl != -1 and lo - nl < 4096 else lo
+    nl = buf.find(b"\n", hi)
+    hi = nl if nl != -1 and nl - hi < 4096 else min(hi, len(buf))
+    first_line = lines_before + buf.count(b"\n", 0, lo)
+    return Window(base + lo, decode(buf[lo:hi]), first_line)
+
+
+def iter_lines(windows: Iterable[Window]) -> Iterator[tuple[Window, LogLine]]:
+    """Kernel lines of every window, in input order."""
+    for w in windows:
+        for line in normalise(w.text, w.first_line or 1):
+            yield w, line

@@ -1,0 +1,564 @@
+"""Group kernel lines into crash reports and pull out what each one says.
+
+``ReportBuilder`` is fed one ``LogLine`` at a time (so a log of any size streams
+through it) and keeps the reports it finds. A report is the run of lines around
+one crash: its events (the format lines from ``formats.FORMATS``), the task
+header, RIP, modules, call trace and the final panic line.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from dataclasses import dataclass, field
+
+from . import formats as F
+from .logtext import LogLine
+
+MAX_REPORT_LINES = 600  # lines stored per report; later lines still count and can add events
+MAX_REPORTS = 200  # reports kept in detail; later ones are counted only
+NEAR = 60  # lines within which a continuation belongs to the open report
+ABSORB = 40  # lines within which a preamble (sysrq trigger, list corruption) takes the next event
+PANIC_GAP_SECONDS = 180.0  # a panic this long after a report's last event is not its consequence
+PANIC_MAX_LINES = 20000  # an OOM dump's task table can be thousands of lines long
+
+
+@dataclass
+class Frame:
+    function: str | None
+    offset: str | None = None
+    module: str | None = None
+    reliable: bool = True
+    context: str | None = None  # IRQ, NMI, SOFTIRQ, TASK when the trace marks it
+    address: str | None = None
+
+    def to_json(self) -> dict:
+        return {
+            "function": self.function,
+            "offset": self.offset,
+            "module": self.module,
+            "reliable": self.reliable,
+            "context": self.context,
+        }
+
+
+@dataclass
+class Event:
+    fmt: F.Format
+    groups: dict[str, str]
+    index: int  # position in the report's line count
+    line: LogLine
+
+
+@dataclass
+class Report:
+    """One crash report as found in the log, with the facts extracted from it."""
+
+    boot_release: str | None = None
+    boot_cmdline: str | None = None
+    boot_hardware: str | None = None
+    lines: list[LogLine] = field(default_factory=list)
+    count: int = 0  # lines seen, including those beyond MAX_REPORT_LINES
+    events: list[Event] = field(default_factory=list)
+    panic: str | None = None
+    panic_line: LogLine | None = None
+    ended: bool = False
+    ended_at: int = 0
+    headless: bool = False  # began at a RIP line: the header line of the oops was lost
+    closed: bool = False
+    cut_marker: bool = False  # a "..." line: someone elided part of the report
+    last_event_index: int = 0
+    last_event_ts: float | None = None
+
+    # Extracted facts (filled by finish()).
+    kind: str = "other"
+    fatal: bool = False
+    cpu: int | None = None
+    pid: int | None = None
+    comm: str | None = None
+    taint: str | None = None
+    release: str | None = None
+    hardware: str | None = None
+    kdump_loaded: bool | None = None
+    rip: dict | None = None
+    bad_rip: bool = False
+    cr2: str | None = None
+    modules: list[tuple[str, str]] = field(default_factory=list)
+    last_unloaded: str | None = None
+    trace: list[Frame] = field(default_factory=list)
+    trace_cut: bool = False
+
+    @property
+    def first_line(self) -> LogLine:
+        return self.events[0].line if self.events else self.lines[0]
+
+    def add_line(self, line: LogLine) -> None:
+        self.count += 1
+        if len(self.lines) < MAX_REPORT_LINES:
+            self.lines.append(line)
+
+    def main_event(self) -> Event:
+        best = self.events[0]
+        for e in self.events[1:]:
+            if F.RANK[e.fmt.kind] > F.RANK[best.fmt.kind]:
+                best = e
+        return best
+
+
+# --- line formats used for extraction ----------------------------------------------
+
+_CPU_HEADER = re.compile(r"^CPU: (?P<cpu>\d+) (?:UID: \d+ )?PID: (?P<pid>\d+) Comm: (?P<rest>.*)$")
+_EL6_HEADER = re.compile(r"^Pid: (?P<pid>\d+), comm: (?P<rest>.*)$")
+_EL6_PROCESS = re.compile(r"^Process (?P<comm>.+?) \(pid: (?P<pid>\d+), (?:threadinfo|ti)")
+_EL6_CPU = re.compile(r"^CPU (?P<cpu>\d+)\s*$")
+_RELEASE = re.compile(r"^\d+\.\d+(?:\.\d+)?[-.+~\w]*$")
+_HARDWARE = re.compile(r"^Hardware name: (?P<hw>.+)$")
+_RIP = re.compile(
+    r"^(?:RIP|IP|EIP|pc|NIP|PC is at|EIP is at)\s*:?\s*(?:(?P<cs>[0-9a-f]{4}):)?"
+    r"(?:\[<(?P<addr>[0-9a-f]+)>\]\s*)*(?:\? )?(?P<target>[^\s\[]+)?"
+    r"(?:\s+\[(?P<module>[\w-]+)(?: [0-9a-f]+)?\])?"
+)
+_SYMBOL = re.compile(r"^(?P<func>[A-Za-z_.$][\w.$]*)\+(?P<off>0x[0-9a-f]+)(?:/0x[0-9a-f]+)?$")
+_CALL_TRACE = re.compile(r"^(?:Call Trace|Call trace|Backtrace)\s*:?\s*$")
+_FRAME = re.compile(
+    r"^(?:\[<(?P<addr>[0-9a-f]+)>\]\s*)?(?:\[<[0-9a-f]+>\]\s*)?(?P<unrel>\?\s+)?"
+    r"(?P<func>[A-Za-z_.$][\w.$]*)(?:\+(?P<off>0x[0-9a-f]+)(?:/0x[0-9a-f]+)?|(?=\s+\S+\.[chS]:\d+))"
+    r"(?:\s+\[(?P<module>[\w-]+)(?: [0-9a-f]+)?\])?(?:\s+\S+:\d+(?::\d+)?)?(?:\s+\[inline\])?\s*$"
+)
+_FRAME_FROM = re.compile(r"^\s*\[<[0-9a-f]+>\]\s+\(?(?P<func>[\w.$]+)\+0x")  # arm32 "[<c0..>] (func+0x..) from"
+_TRACE_MARK = re.compile(r"^<(?P<ctx>/?(?:IRQ|NMI|EOI|TASK|SOFTIRQ|#DF|DF|MCE|VC|#VC|DB|#DB))>\s*(?P<rest>.*)$")
+_MODULES = re.compile(r"^Modules linked in:\s*(?P<mods>.*)$")
+_MODULE_TOKEN = re.compile(r"(?P<name>[\w-]+)(?:\((?P<flags>[A-Z+-]*)\))?")
+_LAST_UNLOADED = re.compile(r"\[last unloaded: (?P<name>[\w-]+)(?:\([A-Z+-]*\))?\]")
+_MODULE_LINE = re.compile(r"^(?:[\w-]+(?:\([A-Z+-]+\))?\s+)+(?:[\w-]+(?:\([A-Z+-]+\))?)\s*(?:\[last unloaded: [^\]]+\])?\s*$")
+_CR2 = re.compile(r"^CR2: (?P<cr2>[0-9a-f]+)")
+_END = re.compile(r"^---\[ end (?:trace|Kernel panic)")
+_CUT = re.compile(r"^\.{3,}\s*$|\s\.{3,}$")
+_BAD_RIP = re.compile(r"^Code: Bad RIP value")
+_LINUX_VERSION = re.compile(r"^Linux version (?P<release>\S+)")
+_CMDLINE = re.compile(r"^(?:Kernel )?[Cc]ommand line: (?P<cmdline>.*)$")
+_DMI = re.compile(r"^DMI: (?P<hw>.+)$")
+# Frames a complete call trace ends with: the syscall entry, a kernel thread, the idle loop.
+_TRACE_BOTTOM = re.compile(
+    r"^(?:entry_SYSCALL\w*|system_call\w*|ret_from_fork\w*|kthread|int_signal|do_syscall_\d+|"
+    r"cpu_startup_entry|start_secondary|secondary_startup_64\w*|x86_64_start_\w+|rest_init|start_kernel|"
+    r"cpu_idle|cpu_bringup_and_idle|el0_svc\w*|el0t_64_sync\w*|ret_from_intr|common_interrupt|tracesys\w*|"
+    r"sysenter_\w+|ia32_sysenter_target|kernel_thread_helper|child_rip)$"
+)
+_KERNEL_RIP = re.compile(r"^(?:RIP: (?:0010|0060):|IP: \[<|IP: [A-Za-z_]|RIP \[<|pc : |EIP: 0060:)")
+
+
+def _quick_check(text: str) -> bool:
+    """Cheap test before running the format table: every format line holds one of these."""
+    return (
+        "BUG" in text
+        or "panic" in text
+        or "fault" in text
+        or "rror" in text
+        or "Oops" in text
+        or "WARNING" in text
+        or "INFO:" in text
+        or "orruption" in text
+        or "double add" in text
+        or "LOCKUP" in text
+        or "lockup" in text
+        or "stall" in text
+        or "starved" in text
+        or "oom" in text
+        or "memory" in text
+        or "Killed process" in text
+        or "Trigger a crash" in text
+        or "VFS" in text
+        or "NMI" in text
+        or "UBSAN" in text
+        or "allocation failure" in text
+        or "vmalloc" in text
+        or "stack" in text
+        or "Unable to handle" in text
+        or "unable to" in text
+        or "NX-protected" in text
+        or "Task in" in text
+    )
+
+
+def match_format(text: str) -> tuple[F.Format, dict[str, str]] | None:
+    if not _quick_check(text):
+        return None
+    for fmt in F.FORMATS:
+        m = fmt.pattern.match(text)
+        if m:
+            return fmt, {k: v for k, v in m.groupdict().items() if v is not None}
+    return None
+
+
+class ReportBuilder:
+    """Streams kernel lines in, keeps the crash reports found."""
+
+    def __init__(self) -> None:
+        self.reports: list[Report] = []
+        self.dropped_reports = 0
+        self.current: Report | None = None
+        self.recent: deque[LogLine] = deque(maxlen=48)  # lines outside any report, for headless oopses
+        self.boot_release: str | None = None
+        self.boot_cmdline: str | None = None
+        self.boot_hardware: str | None = None
+        self.releases: list[str] = []
+        self.lines_seen = 0
+
+    # -- feeding -----------------------------------------------------------------
+
+    def feed(self, line: LogLine) -> None:
+        self.lines_seen += 1
+        text = line.text
+        if text.startswith(("Linux version", "Command line", "Kernel command", "DMI: ")):
+            self._boot_fact(text)
+        found = match_format(text)
+        cur = self.current
+        if found:
+            fmt, groups = found
+            self._event(fmt, groups, line)
+            return
+        if cur is not None and not cur.closed:
+            cur.add_line(line)
+            if _END.match(text):
+                cur.ended = True
+                cur.ended_at = cur.count
+            elif cur.ended and cur.count - cur.ended_at > 40:
+                # Well past "---[ end trace ]---" with no panic: later lines are not ours.
+                self._close()
+            elif cur.count - cur.last_event_index > PANIC_MAX_LINES:
+                self._close()
+            return
+        if _KERNEL_RIP.match(text):
+            self._headless(line)
+            return
+        self.recent.append(line)
+
+    def end_window(self) -> None:
+        """The next lines do not follow on from these (a gap in a big log, or the end)."""
+        self._close()
+        self.recent.clear()
+
+    # -- internals -----------------------------------------------------------------
+
+    def _boot_fact(self, text: str) -> None:
+        m = _LINUX_VERSION.match(text)
+        if m:
+            self.boot_release = m.group("release")
+            self.releases.append(self.boot_release)
+            self.boot_cmdline = None
+            return
+        m = _CMDLINE.match(text)
+        if m:
+            self.boot_cmdline = m.group("cmdline")
+            return
+        m = _DMI.match(text)
+        if m:
+            self.boot_hardware = m.group("hw")
+
+    def _new(self, line: LogLine | None = None) -> Report:
+        self._close()
+        r = Report(boot_release=self.boot_release, boot_cmdline=self.boot_cmdline, boot_hardware=self.boot_hardware)
+        if len(self.reports) < MAX_REPORTS:
+            self.reports.append(r)
+        else:
+            self.dropped_reports += 1
+        self.current = r
+        self.recent.clear()
+        return r
+
+    def _close(self) -> None:
+        if self.current is not None:
+            self.current.closed = True
+        self.current = None
+
+    def _event(self, fmt: F.Format, groups: dict[str, str], line: LogLine) -> None:
+        cur = self.current
+        if cur is not None and not cur.closed and self._joins(cur, fmt, line):
+            cur.add_line(line)
+            self._attach(cur, fmt, groups, line)
+            return
+        r = self._new()
+        # The lines just before an oops header (task header, modules) belong to it
+        # only when the header itself is missing; a normal report starts here.
+        r.add_line(line)
+        self._attach(r, fmt, groups, line)
+
+    def _joins(self, cur: Report, fmt: F.Format, line: LogLine) -> bool:
+        since = cur.count - cur.last_event_index
+        last = cur.events[-1].fmt if cur.events else None
+        absorbing = last is not None and last.role == F.PREAMBLE and since <= ABSORB
+        if fmt.role == F.PANIC:
+            if cur.panic is not None:
+                return False
+            if line.timestamp is not None and cur.last_event_ts is not None:
+                if line.timestamp - cur.last_event_ts > PANIC_GAP_SECONDS:
+                    return False
+            return since <= PANIC_MAX_LINES
+        if absorbing:
+            return True
+        if cur.ended:
+            return False
+        if fmt.role == F.CONT:
+            same_family = last is not None and last.kind == fmt.kind
+            return since <= (PANIC_MAX_LINES if same_family else NEAR)
+        if fmt.role == F.PREAMBLE:
+            # el7's list_debug WARNs first and prints "list_del corruption" as the
+            # warning's message, right below it.
+            return since <= 8 and fmt.kind == "list_corruption"
+        if fmt.role == F.START and last is not None and last.kind == fmt.kind == "mce":
+            return since <= NEAR
+        if cur.headless and since <= 3 and not cur.events[1:]:
+            return True
+        return False
+
+    def _attach(self, r: Report, fmt: F.Format, groups: dict[str, str], line: LogLine) -> None:
+        r.events.append(Event(fmt, groups, r.count, line))
+        r.last_event_index = r.count
+        if line.timestamp is not None:
+            r.last_event_ts = line.timestamp
+        if fmt.role == F.PANIC or line.text.startswith("Kernel panic - not syncing"):
+            if r.panic is None:
+                r.panic = line.text.partition("Kernel panic - not syncing:")[2].strip().rstrip(".")
+                r.panic_line = line
+
+    def _headless(self, line: LogLine) -> None:
+        """A kernel-mode RIP with no report open: an oops whose header line was lost."""
+        back: list[LogLine] = []
+        for prev in reversed(self.recent):
+            back.append(prev)
+            if prev.text.startswith(("Modules linked in", "CPU: ", "Pid: ")) and len(back) > 1:
+                # keep going to the modules line if it sits just above the header
+                continue
+            if len(back) > 12:
+                break
+        back.reverse()
+        # Trim leading lines that are not part of an oops header.
+        while back and not back[0].text.startswith(("Modules linked in", "CPU: ", "Pid: ", "Hardware name", "task: ", "Oops")):
+            back.pop(0)
+        r = self._new()
+        r.headless = True
+        for prev in back:
+            r.add_line(prev)
+        r.add_line(line)
+        headless_fmt = F.Format("other", F.START, re.compile(""), "Oops in {frame}", "headless")
+        r.events.append(Event(headless_fmt, {}, r.count, line))
+        r.last_event_index = r.count
+        r.last_event_ts = line.timestamp
+
+    def finish(self) -> list[Report]:
+        self._close()
+        for r in self.reports:
+            extract(r)
+        return self.reports
+
+
+# --- extraction --------------------------------------------------------------------
+
+
+def extract(r: Report) -> None:
+    """Fill a report's facts from its lines."""
+    in_trace = False
+    trace_done = False
+    modules_open = False
+    context: str | None = None
+    for line in r.lines:
+        t = line.text
+        if modules_open:
+            if _MODULE_LINE.match(t) and not t.startswith(("CPU", "Call")):
+                _parse_modules(r, t)
+                continue
+            modules_open = False
+        if in_trace:
+            fr = _parse_frame(t, context)
+            if fr is not None:
+                r.trace.append(fr)
+                continue
+            mk = _TRACE_MARK.match(t)
+            if mk:
+                ctx = mk.group("ctx")
+                context = None if ctx.startswith("/") or ctx == "EOI" else ctx.strip("#")
+                rest = mk.group("rest")
+                if rest:
+                    fr = _parse_frame(rest, context)
+                    if fr:
+                        r.trace.append(fr)
+                continue
+            if _CUT.search(t):
+                r.trace_cut = True
+            in_trace = False
+            if r.trace:
+                trace_done = True
+        if not trace_done and _CALL_TRACE.match(t):
+            in_trace = True
+            context = None
+            continue
+        if _CUT.search(t):
+            r.cut_marker = True
+        if r.pid is None:
+            if _header(r, t):
+                continue
+        m = _MODULES.match(t)
+        if m and not r.modules:
+            _parse_modules(r, m.group("mods"))
+            modules_open = True
+            continue
+        if r.hardware is None:
+            m = _HARDWARE.match(t)
+            if m:
+                r.hardware = m.group("hw").strip()
+                continue
+        if r.rip is None or (r.rip.get("function") is None and not r.bad_rip):
+            rip = _parse_rip(t)
+            if rip is not None:
+                if r.rip is None or rip.get("function"):
+                    r.rip = rip
+                continue
+        if _BAD_RIP.match(t):
+            r.bad_rip = True
+            continue
+        if r.cr2 is None:
+            m = _CR2.match(t)
+            if m:
+                r.cr2 = m.group("cr2")
+    if in_trace and r.count >= len(r.lines) and not r.ended and not r.panic:
+        # The log stops inside the call trace, unless the trace already reached its bottom.
+        if not (r.trace and _TRACE_BOTTOM.match(r.trace[-1].function or "")):
+            r.trace_cut = True
+    if r.release is None:
+        r.release = r.boot_release
+    if r.hardware is None:
+        r.hardware = r.boot_hardware
+    _decide_kind(r)
+
+
+def _header(r: Report, t: str) -> bool:
+    m = _CPU_HEADER.match(t)
+    if m:
+        r.cpu = int(m.group("cpu"))
+        r.pid = int(m.group("pid"))
+        _comm_taint_release(r, m.group("rest"))
+        return True
+    m = _EL6_HEADER.match(t)
+    if m:
+        r.pid = int(m.group("pid"))
+        _comm_taint_release(r, m.group("rest"))
+        return True
+    m = _EL6_PROCESS.match(t)
+    if m:
+        r.comm = r.comm or m.group("comm")
+        r.pid = int(m.group("pid"))
+        return True
+    m = _EL6_CPU.match(t)
+    if m and r.cpu is None:
+        r.cpu = int(m.group("cpu"))
+    return False
+
+
+def _comm_taint_release(r: Report, rest: str) -> None:
+    # "AliDetect Kdump: loaded Tainted: GOE ------------ T 3.10.0-1127.el7.x86_64 #1"
+    for marker in (" Not tainted", " Tainted: "):
+        i = rest.find(marker)
+        if i != -1:
+            comm, tail = rest[:i], rest[i + len(marker) :]
+            break
+    else:
+        comm, tail = rest, ""
+    if comm.endswith(" Kdump: loaded"):
+        r.kdump_loaded = True
+        comm = comm[: -len(" Kdump: loaded")]
+    r.comm = comm.strip()
+    flags: list[str] = []
+    tokens = tail.split()
+    hw_from = None
+    for i, tok in enumerate(tokens):
+        if _RELEASE.match(tok):
+            r.release = tok
+            hw_from = i + 1
+            break
+        if marker == " Tainted: " and re.fullmatch(r"[A-Z]+", tok):
+            flags.append(tok)
+    r.taint = "".join(flags) if marker == " Tainted: " else ""
+    if hw_from is not None:
+        rest_tokens = tokens[hw_from:]
+        if rest_tokens and rest_tokens[0].startswith("#"):
+            rest_tokens = rest_tokens[1:]
+        if rest_tokens:  # el6 puts the hardware name at the end of this line
+            r.hardware = " ".join(rest_tokens)
+
+
+def _parse_rip(t: str) -> dict | None:
+    if not t.startswith(("RIP", "IP:", "IP ", "EIP", "pc ", "NIP", "PC is at")):
+        return None
+    m = _RIP.match(t)
+    if not m:
+        return None
+    cs = m.group("cs")
+    target = m.group("target") or ""
+    if cs in ("0033", "0023", "0073", "007b") or re.fullmatch(r"0x[0-7][0-9a-f]{0,12}", target):
+        return None  # user-mode RIP (a syscall's return address), not where the kernel died
+    sm = _SYMBOL.match(target)
+    if sm:
+        return {
+            "function": F.clean_function(sm.group("func")),
+            "symbol": sm.group("func"),
+            "offset": sm.group("off"),
+            "module": m.group("module"),
+            "address": m.group("addr"),
+        }
+    if re.fullmatch(r"(?:0x)?[0-9a-f]+", target or m.group("addr") or ""):
+        return {"function": None, "symbol": None, "offset": None, "module": None, "address": target or m.group("addr")}
+    return None
+
+
+def _parse_frame(t: str, context: str | None) -> Frame | None:
+    m = _FRAME.match(t.strip())
+    if not m:
+        m2 = _FRAME_FROM.match(t)
+        if m2:
+            return Frame(F.clean_function(m2.group("func")), None, None, True, context)
+        return None
+    return Frame(
+        F.clean_function(m.group("func")),
+        m.group("off"),
+        m.group("module"),
+        m.group("unrel") is None,
+        context,
+        m.group("addr"),
+    )
+
+
+def _parse_modules(r: Report, text: str) -> None:
+    m = _LAST_UNLOADED.search(text)
+    if m:
+        r.last_unloaded = m.group("name")
+        text = text[: m.start()] + text[m.end() :]
+    for tok in text.split():
+        mt = _MODULE_TOKEN.fullmatch(tok)
+        if mt:
+            r.modules.append((mt.group("name"), mt.group("flags") or ""))
+
+
+def _decide_kind(r: Report) -> None:
+    ev = r.main_event()
+    kind = ev.fmt.kind
+    names = {fr.function for fr in r.trace[:12]}
+    rip_fn = (r.rip or {}).get("function")
+    sysrq = (
+        rip_fn == "sysrq_handle_crash"
+        or "sysrq_handle_crash" in names
+        or any(e.fmt.kind == "sysrq_crash" for e in r.events)
+        or (r.panic or "").startswith("sysrq triggered crash")
+    )
+    if sysrq:
+        kind = "sysrq_crash"
+    elif kind == "other" and ev.fmt.title.startswith("Oops") and r.cr2 is not None and not r.headless:
+        # Only the "Oops: 0000" line survived; CR2 holds the faulting address.
+        kind = "null_deref" if int(r.cr2, 16) < 4096 else "paging_request"
+    r.kind = kind
+    oops = any(e.fmt.title.startswith("Oops") for e in r.events)
+    r.fatal = kind in F.FATAL_KINDS or r.panic is not None or oops or (kind == "list_corruption" and _has_bug(r))
+
+
+def _has_bug(r: Report) -> bool:
+    return any(e.fmt.kind in ("kernel_bug", "invalid_opcode", "gpf", "null_deref", "paging_request") for e in r.events)
