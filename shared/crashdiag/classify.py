@@ -121,42 +121,55 @@ def _normalise_message(msg: str) -> str:
     return re.sub(r"\s+", " ", msg)
 
 
+# Titles for a report whose kind was refined past its main event's format: a lone
+# "Oops" line with CR2 saying where it faulted, or list_debug.c's BUG without its message.
+_REFINED_TITLES = {
+    "null_deref": "BUG: unable to handle kernel NULL pointer dereference in {frame}",
+    "paging_request": "BUG: unable to handle kernel paging request in {frame}",
+    "list_corruption": "{op} corruption in {frame}",
+}
+
+
+def _list_op(r: Report) -> str:
+    for e in r.events:
+        if "op" in e.groups:
+            return e.groups["op"]
+    rip_fn = (r.rip or {}).get("function") or ""
+    return "list_add" if "add" in rip_fn else "list_del" if "del" in rip_fn else "list"
+
+
 def _title(r: Report) -> str:
     ev = r.main_event()
     if r.kind == "sysrq_crash":
         return "sysrq triggered crash"
     groups = dict(ev.groups)
     template = ev.fmt.title
-    if r.kind != ev.fmt.kind:  # kind refined from CR2 (a lone "Oops" line)
-        template = {"null_deref": F.FORMATS[0].title, "paging_request": "BUG: unable to handle kernel paging request in {frame}"}.get(
-            r.kind, template
-        )
-        if r.kind == "null_deref":
-            template = "BUG: unable to handle kernel NULL pointer dereference in {frame}"
-    frame = _guilty_frame(r, groups.get("frame"))
+    if r.kind != ev.fmt.kind:
+        template = _REFINED_TITLES.get(r.kind, template)
+    if r.kind == "list_corruption":
+        groups["op"] = _list_op(r)
+    if r.kind == "oom_kill":
+        victim = next((e.groups.get("victim") for e in r.events if e.groups.get("victim")), None)
+        memcg = any("cgroup" in e.groups.get("scope", "") or e.line.text.startswith("Task in") for e in r.events)
+        base = "Memory cgroup out of memory" if memcg else "Out of memory"
+        return f"{base}: killed process {victim}" if victim else f"{base}: OOM killer invoked"
     if "msg" in groups:
         msg = groups["msg"]
         if ev.fmt.kind in ("other", "other_panic"):
             # "scheduling while atomic: swapper/0/0/0x00010000" -> "scheduling while atomic"
             msg = re.split(r": | at | in process | for address | on CPU", msg, maxsplit=1)[0]
         groups["msg"] = _normalise_message(msg)
-    if ev.fmt.kind == "oom_kill" and r.kind == "oom_kill":
-        victim = next((e.groups.get("victim") for e in r.events if e.groups.get("victim")), None)
-        memcg = any("cgroup" in e.groups.get("scope", "") or e.line.text.startswith("Task in") for e in r.events)
-        base = "Memory cgroup out of memory" if memcg else "Out of memory"
-        return f"{base}: killed process {victim}" if victim else f"{base}: OOM killer invoked"
     groups.setdefault("dev", "unknown-block")
     groups.setdefault("exitcode", "unknown")
-    groups["frame"] = frame or ""
+    frame = _guilty_frame(r, groups.get("frame"))
+    groups["frame"] = frame or "\x00"
     try:
-        title = template.format(**{k: v for k, v in groups.items()})
-    except (KeyError, IndexError):
+        title = template.format_map(_Fill(groups))
+    except (ValueError, IndexError):
         title = template
-    if not frame:
-        title = title.replace(" in }", "").replace(" in ", " ", 0)
-        title = re.sub(r" in $", "", title)
-    title = re.sub(r"\s+", " ", title).strip()
-    return title
+    # With no frame to name, drop " in <frame>" rather than leave it dangling.
+    title = title.replace(" in \x00", "").replace("\x00", "")
+    return re.sub(r"\s+", " ", title).strip()
 
 
 def _meaningful_frames(r: Report, n: int = 4) -> list[str]:

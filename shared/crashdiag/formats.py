@@ -222,6 +222,8 @@ FORMATS: tuple[Format, ...] = (
         r"INFO: task (?P<comm>.*):(?P<pid>\d+) blocked for more than \d+ seconds",
         "INFO: task hung in {frame}",
     ),
+    # The same line when a task name holding a newline split it in two.
+    _f("hung_task", CONT, r".*:(?P<pid>\d+) blocked for more than \d+ seconds", "INFO: task hung in {frame}"),
     _f("hung_task", PANIC, r"Kernel panic - not syncing: hung_task: blocked tasks", "INFO: task hung in {frame}"),
     # kernel/rcu/tree_stall.h (tree.c before 5.x): "INFO: %s detected stalls on
     # CPUs/tasks:", "INFO: %s self-detected stall on CPU", "rcu: " prefix from 4.18;
@@ -238,7 +240,7 @@ FORMATS: tuple[Format, ...] = (
     _f(
         "kasan",
         START,
-        r"BUG: (?P<tool>KASAN|KFENCE|KMSAN): (?P<bug>[\w-]+(?: \w+)?) in (?P<frame>{{FUNC}})",
+        r"BUG: (?P<tool>KASAN|KFENCE|KMSAN): (?P<bug>[\w -]+?) in (?P<frame>{{FUNC}})",
         "{tool}: {bug} in {frame}",
     ),
     # --- list and slab corruption (lib/list_debug.c, mm/slub.c, mm/slab.c) ---------
@@ -264,7 +266,7 @@ FORMATS: tuple[Format, ...] = (
     _f("double_fault", START, r"(?:PANIC: )?double fault(?:, error_code: {{ADDR}}|: \d+ \[#\d+\])", "double fault in {frame}"),
     _f("double_fault", START, r"BUG: (?:TASK |IRQ )?stack guard page was hit at", "BUG: stack guard page was hit in {frame}"),
     _f("double_fault", START, r"(?:Insufficient stack space to handle exception|kernel stack overflow)", "kernel stack overflow in {frame}"),
-    _f("double_fault", PANIC, r"Kernel panic - not syncing: (?:Kernel stack overflow|corrupted stack end detected inside scheduler)", "kernel stack overflow in {frame}"),
+    _f("double_fault", PANIC, r"Kernel panic - not syncing: Kernel stack overflow", "kernel stack overflow in {frame}"),
     # --- machine checks (arch/x86/kernel/cpu/mce, drivers/acpi/apei/ghes.c) --------
     _f("mce", START, r"(?:mce: )?\[Hardware Error\]: (?P<msg>.*)", "Machine check: hardware error"),
     _f("mce", START, r"(?:\{\d+\})?\[Hardware Error\]: Hardware error from APEI", "Machine check: hardware error"),
@@ -297,7 +299,7 @@ FORMATS: tuple[Format, ...] = (
     # ", probably for non-canonical address 0x...", 6.9+ prefixes "Oops: ".
     _f("gpf", START, r"(?:Oops: )?general protection fault", "general protection fault in {frame}"),
     # do_error_trap(): "divide error: 0000 [#1] SMP"; 6.9+: "Oops: divide error: 0000".
-    _f("divide_error", START, r"(?:Oops: )?divide error: ", "divide error in {frame}"),
+    _f("divide_error", START, r"(?:Oops: )?divide[ _]error: ", "divide error in {frame}"),
     # lib/bug.c report_bug(): "kernel BUG at %s:%u!"; without CONFIG_DEBUG_BUGVERBOSE
     # "Kernel BUG at %pB [verbose debug info unavailable]"; arm64 "Internal error: Oops - BUG".
     _f("kernel_bug", START, r"kernel BUG at (?P<file>[^:\s]+)(?::\d+)?!?", "kernel BUG at {file} in {frame}"),
@@ -314,10 +316,17 @@ FORMATS: tuple[Format, ...] = (
         r"WARNING: (?:CPU: \d+ PID: \d+ at |at )(?P<file>\S+?)(?::\d+)? (?P<frame>{{FUNC}})",
         "WARNING in {frame}",
     ),
+    # kernel/locking/lockdep.c reports: a lock-order problem, not a WARN_ON().
     _f(
-        "warning",
+        "other",
         START,
-        r"WARNING: (?P<msg>possible circular locking dependency detected|possible recursive locking detected|inconsistent lock state|suspicious RCU usage|bad unlock balance detected|lock held when returning to user space|held lock freed|possible irq lock inversion dependency detected|nested lock was not taken|kernel stack (?:regs|frame pointer) at \S+ .*has bad)",
+        r"WARNING: possible (?:circular|recursive) locking|WARNING: possible irq lock inversion",
+        "possible deadlock in {frame}",
+    ),
+    _f(
+        "other",
+        START,
+        r"WARNING: (?P<msg>inconsistent lock state|suspicious RCU usage|bad unlock balance detected|lock held when returning to user space|held lock freed|nested lock was not taken|kernel stack (?:regs|frame pointer) at \S+ .*has bad)",
         "WARNING: {msg} in {frame}",
     ),
     # lib/ubsan.c: "UBSAN: %s in %s:%d:%d"
@@ -333,6 +342,8 @@ FORMATS: tuple[Format, ...] = (
     # --- NMI (arch/x86/kernel/nmi.c) -----------------------------------------------
     _f("other_panic", PREAMBLE, r"(?:Uhhuh\. )?NMI received for unknown reason (?P<reason>\w+)", "NMI: Not continuing"),
     _f("other_panic", PREAMBLE, r"NMI: (?:IOCK|PCI system) error", "NMI: Not continuing"),
+    # net/core/dev.c netdev_wait_allrefs(): a device reference leak that blocks teardown.
+    _f("other", START, r"unregister_netdevice: waiting for \S+ to become free", "unregister_netdevice: waiting for DEV to become free"),
     # --- generic oops lines ----------------------------------------------------------
     # arch/x86/kernel/dumpstack.c __die(): "Oops: %04lx [#%d]"; arm64 "Internal
     # error: Oops: %x [#%d]". They continue the BUG line above them; alone (the
@@ -384,9 +395,27 @@ SKIP_FRAMES = re.compile(
     r"rcu_sched_clock_irq|update_process_times|tick_sched\w*|__hrtimer_run_queues|hrtimer_interrupt|"
     r"smp_apic_timer_interrupt|local_apic_timer_interrupt|apic_timer_interrupt|irq_exit\w*|"
     r"__do_softirq|do_softirq\w*|__irq_exit_rcu|"
-    r"entry_SYSCALL\w*|system_call\w*|do_syscall_\d+|ret_from_fork\w*|kthread|worker_thread|"
-    r"process_one_work|int_signal|"
-    r"__schedule|schedule\w*|io_schedule\w*|preempt_schedule\w*"
+    r"entry_SYSCALL\w*|system_call\w*|do_syscall_\d+|ret_from_fork\w*|worker_thread|int_signal|__pfx_\w+|"
+    r"__schedule|schedule\w*|io_schedule\w*|preempt_schedule\w*|context_switch|__switch_to\w*|"
+    # Locking primitives: the lock is where the crash shows, its caller is where the bug is.
+    r"__lock_acquire|lock_acquire|lock_release|__lock_release|lock_acquired|lock_contended|"
+    r"_raw_\w*spin_\w+|do_raw_spin_\w+|raw_spin_\w+|_raw_read_\w+|_raw_write_\w+|queued_\w+|"
+    r"native_queued_spin_lock_slowpath|__pv_queued_spin_lock_slowpath|pv_\w*spin\w*|"
+    r"__mutex_lock\w*|mutex_lock\w*|mutex_unlock\w*|__rt_mutex_\w+|rt_mutex_\w+|"
+    r"rwsem_down_\w+|down_read\w*|down_write\w*|__down\w*|down|up_read|up_write|"
+    r"wait_for_completion\w*|__wait_for_common|wait_for_common\w*|do_wait_for_common|"
+    r"synchronize_rcu\w*|__synchronize_srcu|rcu_barrier\w*|"
+    # Compiler and sanitizer instrumentation.
+    r"__sanitizer_cov_\w+|kcsan_\w+|__tsan_\w+|kmsan_\w+|__msan_\w+|__ubsan_\w+|ubsan_\w+|"
+    r"__x86_indirect_thunk_\w+|__x86_return_thunk|__fentry__|"
+    # Library routines that fault on a bad argument from their caller.
+    r"mem(?:cpy|set|move|cmp|chr)\w*|__mem(?:cpy|set|move)\w*|str(?:len|nlen|cmp|ncmp|cpy|ncpy|lcpy|scpy|chr|rchr)|"
+    r"refcount_\w+|__refcount_\w+|rb_erase|rb_insert_color|kref_\w+|"
+    r"___might_sleep|__might_sleep|__might_fault|might_fault|__cant_sleep|"
+    r"__panic|panic_saved_regs|skb_panic|skb_over_panic|skb_under_panic|assertfail|"
+    r"unwind_\w+|__unwind_start|arch_stack_walk|stack_trace_save\w*|save_stack\w*|"
+    r"kfree|kvfree|kmem_cache_free|__kmem_cache_free|slab_free\w*|__slab_free|qlist_\w+|quarantine_\w+|"
+    r"warn_bogus_irq_restore|smp_call_function_many_cond|smp_call_function_single|csd_lock_wait"
     r")$"
 )
 

@@ -133,8 +133,17 @@ def clean(text: str) -> str:
     return _CTRL.sub("", text)
 
 
+_LATE_TS = re.compile(r"\[\s*\d+\.\d{6}\]")
+
+
 def split_records(line: str) -> list[str]:
-    """Split a line that carries several printk records (a flattened log)."""
+    """Split a line that carries several printk records (a flattened log), or a
+    kernel record that a serial console printed after other text ("login: [ 1.2] ...")."""
+    if "[" not in line:
+        return [line]
+    m = _LATE_TS.search(line, 1)
+    if m and not line.startswith("[") and not _SYSLOG.match(line) and not _KMSG.match(line) and not _LEVEL.match(line):
+        return [line[: m.start()], *split_records(line[m.start() :])]
     if len(line) < 80 or line.count("[") < 2:
         return [line]
     parts = _EMBEDDED_TS.split(line)

@@ -98,8 +98,10 @@ class Report:
             self.lines.append(line)
 
     def main_event(self) -> Event:
-        best = self.events[0]
-        for e in self.events[1:]:
+        """The most specific event; a generic panic line never outranks the report it ends."""
+        events = [e for e in self.events if not (e.fmt.role == F.PANIC and e.fmt.kind == "other_panic")] or self.events
+        best = events[0]
+        for e in events[1:]:
             if F.RANK[e.fmt.kind] > F.RANK[best.fmt.kind]:
                 best = e
         return best
@@ -145,6 +147,8 @@ _TRACE_BOTTOM = re.compile(
     r"cpu_idle|cpu_bringup_and_idle|el0_svc\w*|el0t_64_sync\w*|ret_from_intr|common_interrupt|tracesys\w*|"
     r"sysenter_\w+|ia32_sysenter_target|kernel_thread_helper|child_rip)$"
 )
+# Lines that end a call trace for certain (rather than interleaving with it).
+_TRACE_END = re.compile(r"^(?:RIP|IP:|Code:|---\[|Modules linked in|CPU: |Kernel panic|RSP|CR2|Mem-Info|NMI backtrace|Kernel Offset|Sending NMI|Call Trace|Call trace|\S+ invoked oom-killer|INFO: |BUG: |WARNING: )")
 _KERNEL_RIP = re.compile(r"^(?:RIP: (?:0010|0060):|IP: \[<|IP: [A-Za-z_]|RIP \[<|pc : |EIP: 0060:)")
 
 
@@ -178,6 +182,8 @@ def _quick_check(text: str) -> bool:
         or "unable to" in text
         or "NX-protected" in text
         or "Task in" in text
+        or "blocked for more than" in text
+        or "unregister_netdevice" in text
     )
 
 
@@ -360,6 +366,7 @@ def extract(r: Report) -> None:
     """Fill a report's facts from its lines."""
     in_trace = False
     trace_done = False
+    misses = 0
     modules_open = False
     context: str | None = None
     for line in r.lines:
@@ -373,8 +380,9 @@ def extract(r: Report) -> None:
             fr = _parse_frame(t, context)
             if fr is not None:
                 r.trace.append(fr)
+                misses = 0
                 continue
-            mk = _TRACE_MARK.match(t)
+            mk = _TRACE_MARK.match(t.strip())
             if mk:
                 ctx = mk.group("ctx")
                 context = None if ctx.startswith("/") or ctx == "EOI" else ctx.strip("#")
@@ -386,6 +394,10 @@ def extract(r: Report) -> None:
                 continue
             if _CUT.search(t):
                 r.trace_cut = True
+            elif misses < 3 and not _TRACE_END.match(t):
+                # Other messages interleave with a trace on busy consoles; keep reading.
+                misses += 1
+                continue
             in_trace = False
             if r.trace:
                 trace_done = True
@@ -552,12 +564,22 @@ def _decide_kind(r: Report) -> None:
     )
     if sysrq:
         kind = "sysrq_crash"
+    elif kind in ("kernel_bug", "invalid_opcode", "warning", "other", "gpf") and _list_debug(r, ev):
+        # lib/list_debug.c's checks fired without their "list_del corruption" line.
+        kind = "list_corruption"
     elif kind == "other" and ev.fmt.title.startswith("Oops") and r.cr2 is not None and not r.headless:
         # Only the "Oops: 0000" line survived; CR2 holds the faulting address.
         kind = "null_deref" if int(r.cr2, 16) < 4096 else "paging_request"
     r.kind = kind
     oops = any(e.fmt.title.startswith("Oops") for e in r.events)
     r.fatal = kind in F.FATAL_KINDS or r.panic is not None or oops or (kind == "list_corruption" and _has_bug(r))
+
+
+def _list_debug(r: Report, ev: Event) -> bool:
+    if ev.groups.get("file", "").endswith("list_debug.c"):
+        return True
+    rip_fn = (r.rip or {}).get("function") or ""
+    return bool(re.match(r"__list_(?:add|del_entry)_valid|__list_del_entry$|__list_add$", rip_fn))
 
 
 def _has_bug(r: Report) -> bool:
