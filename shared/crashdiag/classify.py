@@ -16,7 +16,7 @@ from typing import Any
 from . import formats as F
 from .catalogue import Facts, Rule, best_match, load_catalogue
 from .kernels import fix_status, parse_release
-from .logtext import open_bytes, open_log, scan_windows
+from .logtext import normalise, open_bytes, open_log, scan_windows
 from .parse import Report, ReportBuilder
 
 SCHEMA_VERSION = 1
@@ -57,9 +57,18 @@ def classify_path(path: str, lang: str = "en", rules: tuple[Rule, ...] | None = 
     return result
 
 
-def classify_bytes(data: bytes, lang: str = "en", rules: tuple[Rule, ...] | None = None, source: str = "<bytes>") -> dict[str, Any]:
-    """Classify a log held in memory (raises LogInputError for empty or binary data)."""
-    result = _classify_stream(open_bytes(data, source), lang, rules)
+def classify_bytes(
+    data: bytes,
+    lang: str = "en",
+    rules: tuple[Rule, ...] | None = None,
+    source: str = "<bytes>",
+    scan_options: dict[str, int] | None = None,
+) -> dict[str, Any]:
+    """Classify a log held in memory (raises LogInputError for empty or binary data).
+
+    ``scan_options`` passes chunk and window sizes to ``logtext.scan_windows``.
+    """
+    result = _classify_stream(open_bytes(data, source), lang, rules, scan_options)
     result["source"] = source
     return result
 
@@ -68,13 +77,13 @@ def classify_text(text: str, lang: str = "en", rules: tuple[Rule, ...] | None = 
     return classify_bytes(text.encode("utf-8", "surrogatepass"), lang, rules, source="<text>")
 
 
-def _classify_stream(fh: io.BufferedIOBase, lang: str, rules: tuple[Rule, ...] | None) -> dict[str, Any]:
+def _classify_stream(
+    fh: io.BufferedIOBase, lang: str, rules: tuple[Rule, ...] | None, scan_options: dict[str, int] | None = None
+) -> dict[str, Any]:
     builder = ReportBuilder()
     windows = 0
-    for w in scan_windows(fh):
+    for w in scan_windows(fh, **(scan_options or {})):
         windows += 1
-        from .logtext import normalise
-
         for line in normalise(w.text, w.first_line or 1):
             builder.feed(line)
         builder.end_window()

@@ -181,8 +181,13 @@ def looks_binary(sample: bytes) -> bool:
     sample = sample.replace(b"\x00", b"")  # pstore and serial captures pad with NULs
     if not sample:
         return False
-    bad = sum(1 for b in sample if b < 9 or 13 < b < 27 or 27 < b < 32)
-    return bad / len(sample) > 0.10
+    text = sample.decode("utf-8", errors="replace")
+    bad = text.count("\ufffd") + sum(1 for ch in text if ch < " " and ch not in "\t\n\r\x1b\x0c")
+    return bad / len(text) > 0.10
+
+
+# makedumpfile's compressed format and ELF: the dump itself rather than its dmesg.
+_VMCORE_MAGIC = (b"KDUMP   ", b"\x7fELF", b"makedumpfile")
 
 
 def open_log(path: str) -> io.BufferedIOBase:
@@ -225,12 +230,32 @@ def _wrap(fh: io.BufferedIOBase, name: str) -> io.BufferedIOBase:
     else:
         fh.seek(0)
     if not head.strip(b"\x00 \t\r\n"):
-        raise LogInputError(f"{name}: empty log")
+        # pstore and serial captures can start with long runs of NUL padding.
+        head = _first_content(fh)
+        fh.seek(0) if not isinstance(fh, gzip.GzipFile) else fh.rewind()
+        if not head:
+            raise LogInputError(f"{name}: empty log")
+    if head.startswith(_VMCORE_MAGIC):
+        raise LogInputError(
+            f"{name}: this is a kernel dump (vmcore), not a log: give its vmcore-dmesg.txt, "
+            "or extract the log with 'makedumpfile --dump-dmesg'"
+        )
     if looks_binary(head):
         raise LogInputError(
             f"{name}: binary data, not a text log (for a vmcore, give its vmcore-dmesg.txt)"
         )
     return fh
+
+
+def _first_content(fh: io.BufferedIOBase) -> bytes:
+    """The first 4 KiB after any leading NUL or blank padding, or b"" when there is none."""
+    while True:
+        block = fh.read(1 << 16)
+        if not block:
+            return b""
+        stripped = block.lstrip(b"\x00 \t\r\n")
+        if stripped:
+            return stripped[:4096]
 
 
 @dataclass
@@ -242,7 +267,13 @@ class Window:
     first_line: int  # line number of the region's first line, when known (else 0)
 
 
-def scan_windows(fh: io.BufferedIOBase, whole_below: int = 2 * WINDOW_AFTER) -> Iterator[Window]:
+def scan_windows(
+    fh: io.BufferedIOBase,
+    whole_below: int = 2 * WINDOW_AFTER,
+    chunk: int = CHUNK,
+    before: int = WINDOW_BEFORE,
+    after: int = WINDOW_AFTER,
+) -> Iterator[Window]:
     """Yield the regions of a log that can hold crash reports.
 
     Inputs smaller than ``whole_below`` are yielded whole. Larger ones are scanned in
@@ -254,7 +285,7 @@ def scan_windows(fh: io.BufferedIOBase, whole_below: int = 2 * WINDOW_AFTER) -> 
     if len(first) <= whole_below:
         yield Window(0, decode(first), 1)
         return
-    yield from _scan_large(fh, first)
+    yield from _scan_large(fh, first, chunk, before, after)
 
 
 def _read_fully(fh: io.BufferedIOBase, n: int) -> bytes:
@@ -272,7 +303,7 @@ def _read_fully(fh: io.BufferedIOBase, n: int) -> bytes:
     return b"".join(parts)
 
 
-def _scan_large(fh: io.BufferedIOBase, first: bytes) -> Iterator[Window]:
+def _scan_large(fh: io.BufferedIOBase, first: bytes, chunk: int, before: int, after: int) -> Iterator[Window]:
     buf = first
     base = 0  # absolute offset of buf[0]
     scanned = 0  # absolute offset up to which anchors were searched
@@ -294,7 +325,7 @@ def _scan_large(fh: io.BufferedIOBase, first: bytes) -> Iterator[Window]:
                     i = buf.find(a, i + 1, hi + len(a) - 1 if not eof else len(buf))
             scanned = max(scanned, limit)
         for h in sorted(set(hits)):
-            ws, we = max(0, h - WINDOW_BEFORE), h + WINDOW_AFTER
+            ws, we = max(0, h - before), h + after
             if start >= 0 and ws <= end and (we - start) <= MAX_WINDOW:
                 end = max(end, we)
                 continue
@@ -310,14 +341,14 @@ def _scan_large(fh: io.BufferedIOBase, first: bytes) -> Iterator[Window]:
         if eof:
             return
         # Keep only what a future region can still need.
-        keep_from = scanned - WINDOW_BEFORE if start < 0 else start
+        keep_from = scanned - before if start < 0 else start
         keep_from = max(base, keep_from)
         cut = keep_from - base
         if cut > 0:
             lines_before += buf.count(b"\n", 0, cut)
             buf = buf[cut:]
             base = keep_from
-        more = _read_fully(fh, CHUNK)
+        more = _read_fully(fh, chunk)
         if not more:
             eof = True
         else:

@@ -298,7 +298,9 @@ class ReportBuilder:
             if cur.panic is not None:
                 return False
             if line.timestamp is not None and cur.last_event_ts is not None:
-                if line.timestamp - cur.last_event_ts > PANIC_GAP_SECONDS:
+                gap = line.timestamp - cur.last_event_ts
+                # Long after, or before it in time (the clock restarted: a new boot).
+                if gap > PANIC_GAP_SECONDS or gap < 0:
                     return False
             return since <= PANIC_MAX_LINES
         if absorbing:
