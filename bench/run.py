@@ -1,0 +1,136 @@
+"""Benchmarks: `make bench`. Prints one table and appends it, dated, to bench/results.md.
+
+Each figure stands beside its reference measured in the same run:
+  - classify a generated 50 MB kernel log (one crash at the end) vs `grep -E` over the
+    same file for the same trigger words: the floor for any tool that reads the bytes;
+  - peak RSS classifying a 200 MB log (target under 150 MB);
+  - time per log on the 17 seed logs after start-up (target under 20 ms);
+  - CLI start-up: `crashdiag classify` of one small log, beside `python -c pass`.
+Generated inputs go to bench/out/ (ignored by git) and are reused between runs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+import random
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "bench" / "out"
+sys.path.insert(0, str(ROOT / "shared"))
+sys.path.insert(0, str(ROOT / "tests"))
+
+GREP_TRIGGERS = (
+    "Call Trace|Call trace|Kernel panic|BUG|Oops|WARNING|Out of memory|oom-kill|general protection|"
+    "divide error|invalid opcode|soft lockup|hard LOCKUP|blocked for more than|stall|list_del|list_add|"
+    "Hardware Error|page allocation failure|double fault|Attempted to kill init|VFS: Unable"
+)
+WORDS = b"systemd audit eth0 link up scsi device attached usb ext4 mounted kworker session NIC rx tx".split()
+
+
+def make_log(path: Path, size: int, crash: bytes) -> Path:
+    if path.exists() and path.stat().st_size >= size:
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rnd = random.Random(42)
+    t = 0.0
+    with path.open("wb") as f:
+        written = 0
+        block: list[bytes] = []
+        while written < size:
+            t += rnd.random() / 10
+            line = b"[%12.6f] " % t + b" ".join(rnd.choice(WORDS) for _ in range(rnd.randrange(4, 14))) + b"\n"
+            block.append(line)
+            written += len(line)
+            if len(block) >= 10_000:
+                f.write(b"".join(block))
+                block.clear()
+        f.write(b"".join(block))
+        f.write(crash)
+    return path
+
+
+def timed(cmd: list[str], repeat: int = 3) -> tuple[float, int]:
+    """Best wall time of `repeat` runs, and the peak RSS (KB) of the children."""
+    best = float("inf")
+    for _ in range(repeat):
+        t = time.perf_counter()
+        subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+        best = min(best, time.perf_counter() - t)
+    return best, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+
+
+def peak_rss_of(cmd: list[str]) -> int:
+    """Peak RSS (KB) of one child process, measured by a fresh helper interpreter."""
+    probe = (
+        "import resource,subprocess,sys;"
+        "subprocess.run(sys.argv[1:],stdout=subprocess.DEVNULL,stderr=subprocess.DEVNULL);"
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    )
+    out = subprocess.run([sys.executable, "-c", probe, *cmd], capture_output=True, text=True, check=True)
+    return int(out.stdout.strip())
+
+
+def main() -> int:
+    from corpus import load_case
+
+    from crashdiag.classify import classify_bytes
+
+    crashdiag = [sys.executable, "-m", "crashdiag.cli"]
+    env_path = str(ROOT / "shared")
+    os.environ["PYTHONPATH"] = env_path + os.pathsep + os.environ.get("PYTHONPATH", "")
+    seed_cases = [load_case(p) for p in sorted((ROOT / "tests" / "cases" / "seed").glob("*.txt"))]
+    crash = seed_cases[8].log  # the blk-mq NULL dereference, a full el7 oops
+
+    rows: list[tuple[str, str, str, str]] = []
+
+    big = make_log(OUT / "kernel-50MB.log", 50 * 1024 * 1024, crash)
+    grep_t, _ = timed(["grep", "-cE", GREP_TRIGGERS, str(big)])
+    ours_t, _ = timed([*crashdiag, "classify", "--json", str(big)])
+    rows.append(("classify 50 MB log, crash at the end", f"{ours_t:.2f} s", f"grep -E same triggers {grep_t:.2f} s",
+                 f"{ours_t / grep_t:.1f}x grep (target <= 3x)"))
+
+    huge = make_log(OUT / "kernel-200MB.log", 200 * 1024 * 1024, crash)
+    rss = peak_rss_of([*crashdiag, "classify", "--json", str(huge)])
+    base_rss = peak_rss_of([sys.executable, "-c", "pass"])
+    rows.append(("peak RSS, 200 MB log", f"{rss / 1024:.0f} MB", f"python -c pass {base_rss / 1024:.0f} MB", "target < 150 MB"))
+
+    classify_bytes(seed_cases[0].log)  # warm: catalogue loaded, regexes compiled
+    per_log = []
+    for _ in range(5):
+        t = time.perf_counter()
+        for c in seed_cases:
+            classify_bytes(c.log)
+        per_log.append((time.perf_counter() - t) / len(seed_cases))
+    ms = statistics.median(per_log) * 1000
+    rows.append((f"classify one seed log ({len(seed_cases)} logs, after start-up)", f"{ms:.1f} ms", "-", "target < 20 ms"))
+
+    small = ROOT / "tests" / "cases" / "seed" / "01-oom-panic-on-oom.txt"
+    cli_t = statistics.median(timed([*crashdiag, "classify", "--json", str(small)], 1)[0] for _ in range(5))
+    py_t = statistics.median(timed([sys.executable, "-c", "pass"], 1)[0] for _ in range(5))
+    rows.append(("CLI start-up: classify one small log", f"{cli_t * 1000:.0f} ms", f"python -c pass {py_t * 1000:.0f} ms",
+                 "target < 300 ms"))
+
+    header = ("measure", "ours", "reference (same run)", "note")
+    table = [f"| {' | '.join(header)} |", "|---|---|---|---|"] + [f"| {' | '.join(r)} |" for r in rows]
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    where = f"{platform.python_implementation()} {platform.python_version()}, {os.cpu_count()} cores"
+    text = f"### {stamp} ({where})\n\n" + "\n".join(table) + "\n"
+    print(text)
+    results = ROOT / "bench" / "results.md"
+    if not results.exists():
+        results.write_text("# Benchmark history\n\nAppended by `make bench`, newest last.\n\n")
+    with results.open("a") as f:
+        f.write("\n" + text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
