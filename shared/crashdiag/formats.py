@@ -264,6 +264,7 @@ FORMATS: tuple[Format, ...] = (
     _f("slab_error", START, r"slab error in (?P<frame>\w+)\(\): cache `(?P<cache>[^']*)'", "slab error in {cache}: {frame}"),
     # --- stack overflow and double fault (arch/x86/kernel/traps.c) ----------------
     _f("double_fault", START, r"(?:PANIC: )?double fault(?:, error_code: {{ADDR}}|: \d+ \[#\d+\])", "double fault in {frame}"),
+    _f("double_fault", CONT, r"Oops: double fault: ", "double fault in {frame}"),
     _f("double_fault", START, r"BUG: (?:TASK |IRQ )?stack guard page was hit at", "BUG: stack guard page was hit in {frame}"),
     _f("double_fault", START, r"(?:Insufficient stack space to handle exception|kernel stack overflow)", "kernel stack overflow in {frame}"),
     _f("double_fault", PANIC, r"Kernel panic - not syncing: Kernel stack overflow", "kernel stack overflow in {frame}"),
@@ -342,6 +343,17 @@ FORMATS: tuple[Format, ...] = (
     # --- NMI (arch/x86/kernel/nmi.c) -----------------------------------------------
     _f("other_panic", PREAMBLE, r"(?:Uhhuh\. )?NMI received for unknown reason (?P<reason>\w+)", "NMI: Not continuing"),
     _f("other_panic", PREAMBLE, r"NMI: (?:IOCK|PCI system) error", "NMI: Not continuing"),
+    # --- filesystems ------------------------------------------------------------------
+    # fs/xfs/xfs_error.c and xfs_fsops.c: "XFS: Internal error %s at line %d of file %s",
+    # "XFS (%s): Corruption of in-memory data detected.  Shutting down filesystem",
+    # "xfs_do_force_shutdown(0x%x) called from line %d of file %s".
+    _f("other", START, r"XFS(?: \([^)]*\))?: Internal error (?P<msg>\w+)", "XFS: internal error {msg} in {frame}"),
+    _f("other", START, r"XFS(?: \([^)]*\))?: (?:Corruption of in-memory data detected|Corruption detected|Metadata corruption detected)", "XFS: metadata corruption, filesystem shut down"),
+    _f("other", START, r"XFS(?: \([^)]*\))?: xfs_do_force_shutdown", "XFS: metadata corruption, filesystem shut down"),
+    _f("other", CONT, r"XFS(?: \([^)]*\))?: (?:Corruption of in-memory data detected|Please umount the filesystem)", "XFS: metadata corruption, filesystem shut down"),
+    # fs/ext4/super.c ext4_error: "EXT4-fs error (device %s): %s:%d: ..."; with
+    # errors=panic it ends in panic("EXT4-fs (device %s): panic forced after error").
+    _f("other", START, r"EXT4-fs error \(device [^)]*\): (?P<frame>\w+)", "EXT4-fs error in {frame}"),
     # net/core/dev.c netdev_wait_allrefs(): a device reference leak that blocks teardown.
     _f("other", START, r"unregister_netdevice: waiting for \S+ to become free", "unregister_netdevice: waiting for DEV to become free"),
     # --- generic oops lines ----------------------------------------------------------

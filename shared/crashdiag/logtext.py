@@ -61,10 +61,10 @@ _CTRL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 # Transport prefixes, tried in order, each possibly followed by the next.
 _SYSLOG = re.compile(
     r"""^(?:
-        (?:[A-Z][a-z]{2}\s+\d{1,2}\s+\d\d:\d\d:\d\d(?:\.\d+)?)         # Nov 26 10:00:01[.123456]
+        (?:[^\W\d_]{3,5}\.?\s+\d{1,2}\s+\d\d:\d\d:\d\d(?:\.\d+)?)  # Nov 26 10:00:01[.123456], any locale's month
       | (?:\d{4}-\d\d-\d\d[T\s]\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?)  # ISO 8601
       | (?:\[\s*\d+\.\d+\])                                             # journalctl -o short-monotonic
-    )\s+(?P<host>\S+)\s+(?P<ident>[^\s:\[]+)(?:\[\d+\])?:\s?""",
+    )\s+(?:(?P<host>[^\s:]+)\s+)?(?P<ident>[^\s:\[]+)(?:\[\d+\])?:\s?""",  # rsyslog may omit the host
     re.X,
 )
 _KMSG = re.compile(r"^\d+,\d+,\d+,[^;]*;")  # /dev/kmsg records

@@ -127,7 +127,7 @@ _FRAME = re.compile(
     r"(?P<func>[A-Za-z_.$][\w.$]*)(?:\+(?P<off>0x[0-9a-f]+)(?:/0x[0-9a-f]+)?|(?=\s+\S+\.[chS]:\d+))"
     r"(?:\s+\[(?P<module>[\w-]+)(?: [0-9a-f]+)?\])?(?:\s+\S+:\d+(?::\d+)?)?(?:\s+\[inline\])?\s*$"
 )
-_FRAME_FROM = re.compile(r"^\s*\[<[0-9a-f]+>\]\s+\(?(?P<func>[\w.$]+)\+0x")  # arm32 "[<c0..>] (func+0x..) from"
+_FRAME_FROM = re.compile(r"^\s*\[<[0-9a-f]+>\]\s*\(?(?P<func>[\w.$]+)\+0x")  # arm32 "[<c0..>] (func+0x..) from"
 _TRACE_MARK = re.compile(r"^<(?P<ctx>/?(?:IRQ|NMI|EOI|TASK|SOFTIRQ|#DF|DF|MCE|VC|#VC|DB|#DB))>\s*(?P<rest>.*)$")
 _MODULES = re.compile(r"^Modules linked in:\s*(?P<mods>.*)$")
 _MODULE_TOKEN = re.compile(r"(?P<name>[\w-]+)(?:\((?P<flags>[A-Z+-]*)\))?")
@@ -184,12 +184,30 @@ def _quick_check(text: str) -> bool:
         or "Task in" in text
         or "blocked for more than" in text
         or "unregister_netdevice" in text
+        or "XFS" in text
+        or "EXT4-fs" in text
     )
 
 
+# pr_fmt() prefixes some subsystems put before a crash message ("traps: PANIC: double
+# fault"); Linux 6.9+ prefixes every die() string with "Oops: ".
+_SUBSYSTEM_PREFIX = re.compile(r"^(?:traps|x86/mm|mm|kernel|panic|Oops): ")
+
+
 def match_format(text: str) -> tuple[F.Format, dict[str, str]] | None:
+    text = text.lstrip()
     if not _quick_check(text):
         return None
+    found = _match(text)
+    m = _SUBSYSTEM_PREFIX.match(text)
+    if m and (found is None or found[0].kind == "other"):
+        inner = _match(text[m.end() :])
+        if inner is not None and inner[0].kind != "other":
+            return inner
+    return found
+
+
+def _match(text: str) -> tuple[F.Format, dict[str, str]] | None:
     for fmt in F.FORMATS:
         m = fmt.pattern.match(text)
         if m:
@@ -284,9 +302,13 @@ class ReportBuilder:
             cur.add_line(line)
             self._attach(cur, fmt, groups, line)
             return
+        before = list(self.recent)[-15:] if fmt.title.startswith("Oops") else []
         r = self._new()
-        # The lines just before an oops header (task header, modules) belong to it
-        # only when the header itself is missing; a normal report starts here.
+        # A report opened by a bare "Oops" line lost its header line; the lines just
+        # above it (arm64 "Mem abort info", a mangled "Unable to handle" line) still
+        # say what faulted. Any other report starts at its own first line.
+        for prev in before:
+            r.add_line(prev)
         r.add_line(line)
         self._attach(r, fmt, groups, line)
 
@@ -569,12 +591,26 @@ def _decide_kind(r: Report) -> None:
     elif kind in ("kernel_bug", "invalid_opcode", "warning", "other", "gpf") and _list_debug(r, ev):
         # lib/list_debug.c's checks fired without their "list_del corruption" line.
         kind = "list_corruption"
-    elif kind == "other" and ev.fmt.title.startswith("Oops") and r.cr2 is not None and not r.headless:
-        # Only the "Oops: 0000" line survived; CR2 holds the faulting address.
-        kind = "null_deref" if int(r.cr2, 16) < 4096 else "paging_request"
+    elif kind == "other" and ev.fmt.title.startswith("Oops") and not r.headless:
+        # Only the "Oops" line survived: the fault address says which fault it was
+        # (x86 CR2, arm64 "... at virtual address X").
+        address = r.cr2 or _virtual_address(r)
+        if address is not None:
+            kind = "null_deref" if int(address, 16) < 4096 else "paging_request"
     r.kind = kind
     oops = any(e.fmt.title.startswith("Oops") for e in r.events)
     r.fatal = kind in F.FATAL_KINDS or r.panic is not None or oops or (kind == "list_corruption" and _has_bug(r))
+
+
+_VIRTUAL_ADDRESS = re.compile(r"at virtual address ([0-9a-f]{8,16})\b")
+
+
+def _virtual_address(r: Report) -> str | None:
+    for ln in r.lines[:40]:
+        m = _VIRTUAL_ADDRESS.search(ln.text)
+        if m:
+            return m.group(1)
+    return None
 
 
 def _list_debug(r: Report, ev: Event) -> bool:

@@ -1,0 +1,103 @@
+"""Where incidents live: an object store with OSS semantics.
+
+``ObjectStore`` is the interface the pipeline uses. ``LocalStore`` keeps objects in a
+directory (the embedded default for replay); ``OssStore`` (in ``oss_store.py``) talks
+to Alibaba Cloud OSS through ``oss2``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Protocol
+
+
+class StoreError(Exception):
+    """Base of the store's errors."""
+
+
+class NotFound(StoreError):
+    pass
+
+
+class AlreadyExists(StoreError):
+    """A write with if_absent=True found the key taken (OSS 409 FileAlreadyExists)."""
+
+
+class StoreUnavailable(StoreError):
+    """A transient failure (5xx, timeout, connection reset): the call may be retried."""
+
+
+_KEY = re.compile(r"^[A-Za-z0-9!_.*'()/=+-]{1,1023}$")
+
+
+def check_key(key: str) -> str:
+    """Keys are built from validated fields only; refuse anything that could escape."""
+    if not _KEY.match(key) or key.startswith("/") or any(part in ("", ".", "..") for part in key.split("/")):
+        raise ValueError(f"unsafe object key: {key!r}")
+    return key
+
+
+class ObjectStore(Protocol):
+    def put(self, key: str, data: bytes, *, content_type: str = "application/octet-stream", if_absent: bool = False) -> None: ...
+    def get(self, key: str) -> bytes: ...
+    def exists(self, key: str) -> bool: ...
+    def list(self, prefix: str) -> list[str]: ...
+    def url(self, key: str, ttl: int) -> str: ...
+    def put_url(self, key: str, ttl: int) -> str | None: ...
+
+
+class LocalStore:
+    """Objects as files under ``root``; ``if_absent`` is atomic (O_EXCL on a temp link)."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+
+    def _path(self, key: str) -> Path:
+        return self.root / check_key(key)
+
+    def put(self, key: str, data: bytes, *, content_type: str = "application/octet-stream", if_absent: bool = False) -> None:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            if if_absent:
+                try:
+                    os.link(tmp, path)  # fails if the key exists, atomically
+                except FileExistsError:
+                    raise AlreadyExists(key) from None
+            else:
+                os.replace(tmp, path)
+                tmp = ""
+        finally:
+            if tmp and os.path.exists(tmp):
+                os.unlink(tmp)
+
+    def get(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except (FileNotFoundError, IsADirectoryError):
+            raise NotFound(key) from None
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def list(self, prefix: str) -> list[str]:
+        base = self.root
+        out = []
+        for p in base.rglob("*"):
+            if p.is_file() and not p.name.startswith(".tmp-"):
+                k = p.relative_to(base).as_posix()
+                if k.startswith(prefix):
+                    out.append(k)
+        return sorted(out)
+
+    def url(self, key: str, ttl: int) -> str:
+        return self._path(key).resolve().as_uri()
+
+    def put_url(self, key: str, ttl: int) -> str | None:
+        return None
