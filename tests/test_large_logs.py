@@ -7,8 +7,8 @@ import random
 from pathlib import Path
 
 import pytest
-from corpus import load_case
 
+from corpus import load_case
 from crashdiag.classify import classify_bytes
 
 SEED = Path(__file__).with_name("cases") / "seed"

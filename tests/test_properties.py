@@ -5,10 +5,10 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from corpus import load_case
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from corpus import load_case
 from crashdiag.classify import classify_bytes
 from crashdiag.logtext import LogInputError
 

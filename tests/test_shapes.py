@@ -11,8 +11,8 @@ import re
 from pathlib import Path
 
 import pytest
-from corpus import load_case
 
+from corpus import load_case
 from crashdiag.classify import classify_bytes
 
 BASE = load_case(Path(__file__).with_name("cases") / "seed" / "09-blk-mq-timeout-null-deref.txt")

@@ -2,6 +2,7 @@
 
     crashdiag classify PATH... [--json] [--lang zh|en]     ('-' reads stdin)
     crashdiag rules [show ID] [--check] [--cases DIR]
+    crashdiag replay EVENT [--json] [--store DIR] [--instances DIR]
 """
 
 from __future__ import annotations
@@ -30,6 +31,12 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--cases", default="tests/cases", help="fixture directory for --check")
     r.add_argument("--lang", choices=("en", "zh"), default=None)
     r.add_argument("--json", action="store_true")
+    rp = sub.add_parser("replay", help="run the pipeline in-process on a sample event")
+    rp.add_argument("event", metavar="EVENT", help="event JSON file (ECS event, batch, or OSS object-created)")
+    rp.add_argument("--json", action="store_true", help="print a JSON summary")
+    rp.add_argument("--store", default=None, help="local object store directory (default out/store)")
+    rp.add_argument("--instances", default=None, help="simulated instances directory (default events/instances)")
+    rp.add_argument("--lang", choices=("en", "zh"), default=None)
     return p
 
 
@@ -37,7 +44,36 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "classify":
         return _classify(args)
+    if args.command == "replay":
+        return _replay(args)
     return _rules(args)
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from .replay import default_settings, render_replay, replay
+
+    try:
+        settings = default_settings(args.store, args.instances, args.lang)
+        with open(args.event, "rb") as f:
+            payload = f.read()
+    except (OSError, ValueError) as exc:
+        print(f"crashdiag: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    result = replay(payload, settings)
+    if args.json:
+        brief = {
+            "ingest": result["ingest"],
+            "incidents": [
+                {k: inc.get(k) for k in ("incident_id", "duplicate", "states", "report", "report_url", "notifications", "failure")}
+                | {"kind": (inc.get("diagnosis") or {}).get("diagnosis", {}).get("kind")}
+                for inc in result["incidents"]
+            ],
+            "objects": [{"key": o["key"], "report": o["report"], "kind": o["diagnosis"]["diagnosis"]["kind"]} for o in result.get("objects", [])],
+        }
+        print(json.dumps(brief, ensure_ascii=False))
+    else:
+        print(render_replay(result, settings.lang))
+    return EXIT_OK
 
 
 def _lang(args: argparse.Namespace) -> str:

@@ -1,23 +1,101 @@
-"""All settings in one place: an explicit argument beats the environment, which
-beats the default. Nothing else in the package reads os.environ."""
+"""All settings in one place: an explicit argument beats the environment, which beats
+the default. Nothing else in the package reads ``os.environ``.
+
+Every environment variable the code reads is listed in ``ENV`` (the template test
+checks that template.yml sets no variable missing from it). Secrets are kept out of
+``repr()`` so a settings object can be logged.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 
 LANGS = ("en", "zh")
+
+# environment variable -> (field name, kind)
+ENV: dict[str, tuple[str, type]] = {
+    "CRASHDIAG_LANG": ("lang", str),
+    "CRASHDIAG_REGION": ("region", str),
+    "CRASHDIAG_STORE_DIR": ("store_dir", str),
+    "CRASHDIAG_INSTANCES_DIR": ("instances_dir", str),
+    "OSS_BUCKET": ("oss_bucket", str),
+    "OSS_ENDPOINT": ("oss_endpoint", str),
+    "ECS_ENDPOINT": ("ecs_endpoint", str),
+    "FC_ENDPOINT": ("fc_endpoint", str),
+    "FC_SERVICE": ("fc_service", str),
+    "FC_COLLECT_FUNCTION": ("fc_collect_function", str),
+    "COLLECT_WAIT_SECONDS": ("collect_wait_seconds", int),
+    "COLLECT_COMMAND_TIMEOUT": ("collect_command_timeout", int),
+    "COLLECT_POLL_SECONDS": ("collect_poll_seconds", int),
+    "COLLECT_MAX_BYTES": ("collect_max_bytes", int),
+    "UPLOAD_URL_TTL": ("upload_url_ttl", int),
+    "REPORT_LINK_TTL": ("report_link_ttl", int),
+    "ALIBABA_CLOUD_ACCESS_KEY_ID": ("access_key_id", str),
+    "ALIBABA_CLOUD_ACCESS_KEY_SECRET": ("access_key_secret", str),
+    "ALIBABA_CLOUD_SECURITY_TOKEN": ("security_token", str),
+    "ALIBABA_CLOUD_ACCOUNT_ID": ("account_id", str),
+}
+SECRET_FIELDS = frozenset({"access_key_secret", "security_token"})
 
 
 @dataclass(frozen=True)
 class Settings:
-    lang: str = "en"  # CRASHDIAG_LANG: language of causes, remedies and messages
+    lang: str = "en"  # language of causes, remedies and messages
+    region: str = ""  # the function's own region (FC sets ALIBABA_CLOUD_REGION? we set CRASHDIAG_REGION)
+    # Where incidents live: an OSS bucket, or (no bucket) a local directory.
+    store_dir: str = "out/store"
+    oss_bucket: str = ""
+    oss_endpoint: str = ""  # e.g. https://oss-cn-hangzhou-internal.aliyuncs.com
+    # Simulated instances (folder trees) instead of the ECS API: replay and tests.
+    instances_dir: str = ""
+    ecs_endpoint: str = ""  # default: ecs.<region>.aliyuncs.com
+    # Function Compute async invocation of the collect stage; unset = run it in-process.
+    fc_endpoint: str = ""  # https://<account>.<region>-internal.fc.aliyuncs.com
+    fc_service: str = "ecs-crashdiag"
+    fc_collect_function: str = "collect"
+    collect_wait_seconds: int = 600  # how long to wait for Running + Cloud Assistant online
+    collect_command_timeout: int = 120  # RunCommand Timeout
+    collect_poll_seconds: int = 3  # first poll interval; grows with backoff
+    collect_max_bytes: int = 20000  # excerpt budget inside Cloud Assistant's 24 KB output
+    upload_url_ttl: int = 900  # presigned PUT lifetime for the guest's full-log upload
+    report_link_ttl: int = 7 * 24 * 3600
+    access_key_id: str = ""
+    access_key_secret: str = field(default="", repr=False)
+    security_token: str = field(default="", repr=False)
+    account_id: str = ""
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: str) -> Settings:
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
         env = os.environ if env is None else env
-        lang = overrides.get("lang") or env.get("CRASHDIAG_LANG") or cls.lang
-        if lang not in LANGS:
-            raise ValueError(f"CRASHDIAG_LANG must be one of {', '.join(LANGS)}, not {lang!r}")
-        return cls(lang=lang)
+        values: dict[str, object] = {}
+        for var, (name, kind) in ENV.items():
+            raw = env.get(var)
+            if raw is None or raw == "":
+                continue
+            if kind is int:
+                try:
+                    values[name] = int(raw)
+                except ValueError:
+                    raise ValueError(f"{var} must be a whole number, not {raw!r}") from None
+            else:
+                values[name] = raw
+        known = {f.name for f in fields(cls)}
+        for k, v in overrides.items():
+            if k not in known:
+                raise TypeError(f"unknown setting {k}")
+            if v is not None and v != "":
+                values[k] = v
+        s = cls(**values)  # type: ignore[arg-type]
+        if s.lang not in LANGS:
+            raise ValueError(f"CRASHDIAG_LANG must be one of {', '.join(LANGS)}, not {s.lang!r}")
+        return s
+
+    @property
+    def has_credentials(self) -> bool:
+        return bool(self.access_key_id and self.access_key_secret)
+
+    def secrets(self) -> list[str]:
+        """Values that must never appear in logs, reports or error messages."""
+        return [v for v in (self.access_key_secret, self.security_token) if v]

@@ -1,0 +1,20 @@
+"""Function Compute handler: OSS object-created trigger on crash.log (and inbox/)."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from crashdiag.events import parse_oss_events
+from crashdiag.runtime import pipeline_for
+
+logging.getLogger().setLevel(logging.INFO)
+
+
+def handler(event, context):
+    pipeline = pipeline_for("diagnose")
+    done = []
+    for created in parse_oss_events(event):
+        report = pipeline.diagnose(created.key)
+        done.append({"key": created.key, "kind": report["diagnosis"]["kind"]})
+    return json.dumps(done)

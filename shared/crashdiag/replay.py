@@ -1,0 +1,136 @@
+"""``crashdiag replay EVENT``: run the whole pipeline in-process on one sample event.
+
+Embedded local defaults: a directory as the object store (``out/store``), simulated
+instances (``events/instances/``) on which the real collection script runs, and the
+OSS trigger replaced by a direct call. With ``OSS_BUCKET`` and credentials in the
+environment the store is the real bucket; without ``CRASHDIAG_INSTANCES_DIR`` and with
+credentials, collection talks to the real ECS API.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .invoke import InlineInvoker
+from .pipeline import Pipeline
+from .settings import Settings
+
+
+def _default_instances() -> str:
+    # The repository's sample instances, when run from a checkout.
+    for base in (Path.cwd(), Path(__file__).resolve().parents[2]):
+        d = base / "events" / "instances"
+        if d.is_dir():
+            return str(d)
+    return ""
+
+
+def build_local_pipeline(settings: Settings) -> Pipeline:
+    from .runtime import build_ecs, build_store
+
+    store = build_store(settings)
+    ecs = build_ecs(settings) if (settings.instances_dir or settings.has_credentials) else None
+    pipeline = Pipeline(store, ecs, None, settings)
+
+    def collect_then_diagnose(payload: bytes) -> None:
+        ref = json.loads(payload)
+        pipeline.collect(ref)
+        key = f"incidents/{ref['region']}/{ref['instance_id']}/{ref['incident_id']}/crash.log"
+        if store.exists(key):  # the OSS trigger on crash.log, in-process
+            pipeline.diagnose(key)
+
+    pipeline.invoker = InlineInvoker({settings.fc_collect_function: collect_then_diagnose})
+    return pipeline
+
+
+def replay(payload: bytes, settings: Settings) -> dict[str, Any]:
+    """Replay one event file; returns a JSON-able summary."""
+    pipeline = build_local_pipeline(settings)
+    try:
+        data = json.loads(payload)
+    except ValueError:
+        data = None
+    if isinstance(data, dict) and isinstance(data.get("events"), list) and data["events"] and isinstance(data["events"][0], dict) and "oss" in data["events"][0]:
+        return _replay_oss(pipeline, payload)
+    summary = pipeline.ingest(payload)
+    incidents = []
+    for prefix in summary.accepted + summary.duplicates:
+        incidents.append(_incident(pipeline, prefix, duplicate=prefix in summary.duplicates))
+    return {"ingest": summary.to_json(), "incidents": incidents}
+
+
+def _incident(pipeline: Pipeline, prefix: str, duplicate: bool) -> dict[str, Any]:
+    store = pipeline.store
+    out: dict[str, Any] = {"incident_id": prefix.rstrip("/").rsplit("/", 1)[1], "prefix": prefix, "duplicate": duplicate,
+                           "states": pipeline.states(prefix), "report": None, "report_url": None, "notifications": []}
+    key = f"{prefix}report.json"
+    if store.exists(key):
+        out["report"] = key
+        out["report_url"] = store.url(key, pipeline.settings.report_link_ttl)
+        out["diagnosis"] = json.loads(store.get(key))
+    failed = f"{prefix}state/90-failed.json"
+    if store.exists(failed):
+        out["failure"] = json.loads(store.get(failed))
+    return out
+
+
+def _replay_oss(pipeline: Pipeline, payload: bytes) -> dict[str, Any]:
+    from .events import parse_oss_events
+
+    results = []
+    for created in parse_oss_events(payload):
+        key = created.key
+        if not pipeline.store.exists(key):
+            # The sample OSS event names inbox/vmcore-dmesg-sample.txt: seed the local store with it.
+            sample = Path(__file__).resolve().parents[2] / "events" / "logs" / Path(key).name
+            if key.startswith("inbox/") and sample.is_file():
+                pipeline.store.put(key, sample.read_bytes(), content_type="text/plain")
+        report = pipeline.diagnose(key)
+        rkey = f"reports/{key}/report.json"
+        results.append({"key": key, "report": rkey, "report_url": pipeline.store.url(rkey, 3600), "diagnosis": report})
+    return {"ingest": None, "incidents": [], "objects": results}
+
+
+def render_replay(result: dict[str, Any], lang: str) -> str:
+    from .escape import plain
+    from .render import render_terminal
+
+    lines: list[str] = []
+    ing = result.get("ingest")
+    if ing:
+        for s in ing["skipped"]:
+            lines.append(f"skipped: {plain(s['reason'])}")
+        for r in ing["rejected"]:
+            lines.append(f"rejected: {plain(r['reason'])} (recorded as {r['record']})")
+    for inc in result.get("incidents", []):
+        head = f"incident {inc['incident_id']}" + (" (duplicate delivery: already handled)" if inc["duplicate"] else "")
+        lines.append(f"== {head}")
+        lines.append(f"states: {' -> '.join(inc['states'])}")
+        if inc.get("failure"):
+            f = inc["failure"]
+            lines.append(f"failed: {plain(f.get('reason'))}")
+            lines.append(f"what to do: {plain(f.get('advice'))}")
+        if inc.get("diagnosis"):
+            rep = inc["diagnosis"]
+            col = rep["collection"]
+            lines.append(f"collected: {col['method']} ({'complete' if col['complete'] else 'partial'})")
+            if rep["incident"].get("host_failure"):
+                lines.append("host failure (SystemFailure.Reboot): the guest may be innocent")
+            lines.append(render_terminal(rep["diagnosis"], lang))
+            for a in rep.get("advice", []):
+                lines.append(f"advice: {a['text']}")
+            lines.append(f"report: {inc['report_url']}")
+    for obj in result.get("objects", []):
+        lines.append(f"== {obj['key']}")
+        lines.append(render_terminal(obj["diagnosis"]["diagnosis"], lang))
+        lines.append(f"report: {obj['report_url']}")
+    return "\n".join(lines)
+
+
+def default_settings(store: str | None, instances: str | None, lang: str | None) -> Settings:
+    s = Settings.from_env(store_dir=store, instances_dir=instances, lang=lang)
+    if not s.instances_dir and not s.has_credentials:
+        s = Settings.from_env(store_dir=store, instances_dir=_default_instances(), lang=lang)
+    return s

@@ -1,0 +1,54 @@
+"""Build the pipeline's parts from settings: once per Function Compute instance, lazily.
+
+Handlers call ``pipeline_for(stage)``; only the parts a stage needs are built (the
+ingest function never imports the ECS SDK). Tests and replay build ``Pipeline``
+directly with injected parts instead.
+"""
+
+from __future__ import annotations
+
+from .pipeline import Pipeline
+from .settings import Settings
+
+_cache: dict[str, Pipeline] = {}
+
+
+def build_store(settings: Settings):
+    if settings.oss_bucket:
+        from .oss_store import OssStore
+
+        endpoint = settings.oss_endpoint or f"https://oss-{settings.region}-internal.aliyuncs.com"
+        return OssStore.connect(endpoint, settings.oss_bucket, settings.access_key_id, settings.access_key_secret,
+                                settings.security_token or None)
+    from .store import LocalStore
+
+    return LocalStore(settings.store_dir)
+
+
+def build_ecs(settings: Settings):
+    if settings.instances_dir:
+        from .simulate import SimulatedCloud
+
+        return SimulatedCloud.from_dir(settings.instances_dir)
+    from .ecs_sdk import SdkEcsApi
+
+    return SdkEcsApi.from_settings(settings)
+
+
+def build_invoker(settings: Settings):
+    if not settings.fc_endpoint:
+        return None
+    from .invoke import Fc2Invoker
+
+    return Fc2Invoker(settings.fc_endpoint, settings.fc_service, settings.access_key_id, settings.access_key_secret,
+                      settings.security_token)
+
+
+def pipeline_for(stage: str, settings: Settings | None = None) -> Pipeline:
+    """The pipeline a handler uses, built on first use and kept for the instance's life."""
+    if stage not in _cache:
+        s = settings or Settings.from_env()
+        ecs = build_ecs(s) if stage == "collect" else None
+        invoker = build_invoker(s) if stage == "ingest" else None
+        _cache[stage] = Pipeline(build_store(s), ecs, invoker, s)
+    return _cache[stage]
