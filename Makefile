@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 replay: $(STAMP)
-	$(VENV)/bin/crashdiag classify events/logs/vmcore-dmesg-sample.txt
+	$(VENV)/bin/crashdiag replay events/eventbridge-crash-kdump-executing.json
 
 test: $(STAMP)
 	$(PY) -m ruff check shared tests bench

@@ -111,9 +111,15 @@ def _guilty_frame(r: Report, event_frame: str | None) -> str | None:
             return fn
     candidates: list[str] = []
     rip_fn = (r.rip or {}).get("function")
+    frames = r.trace
+    if r.kind == "rcu_stall" and any(fr.context == "IRQ" for fr in frames):
+        # The stall is reported from the timer interrupt; the stuck code is below it.
+        task = [fr for fr in frames if fr.context != "IRQ"]
+        frames = task or frames
+        rip_fn = None
     if rip_fn:
         candidates.append(rip_fn)
-    candidates.extend(fr.function for fr in r.trace if fr.reliable and fr.function)
+    candidates.extend(fr.function for fr in frames if fr.reliable and fr.function)
     for fn in candidates:
         if not F.SKIP_FRAMES.match(fn):
             return fn

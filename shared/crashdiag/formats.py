@@ -293,7 +293,14 @@ FORMATS: tuple[Format, ...] = (
     _f(
         "paging_request",
         START,
-        r"(?:BUG: unable to handle (?:kernel paging request|page fault for address)|Unable to handle kernel (?:paging request|access to user memory|execute from non-executable memory|write to read-only memory|read from unreadable memory)|(?:BUG: )?unable to execute userspace code|kernel tried to execute NX-protected page)",
+        r"(?:BUG: unable to handle (?:kernel paging request|page fault for address)|Unable to handle kernel (?:paging request|access to user memory|execute from non-executable memory|write to read-only memory|read from unreadable memory))",
+        "BUG: unable to handle kernel paging request in {frame}",
+    ),
+    # arch/x86/mm/fault.c prints these just above the "BUG: unable to handle" line.
+    _f(
+        "paging_request",
+        PREAMBLE,
+        r"(?:kernel tried to execute NX-protected page|(?:BUG: )?unable to execute userspace code|kernel attempted to read user page)",
         "BUG: unable to handle kernel paging request in {frame}",
     ),
     # arch/x86/kernel/traps.c: die("general protection fault", ...); 5.x adds
@@ -398,7 +405,8 @@ SKIP_FRAMES = re.compile(
     r"do_user_addr_fault|handle_page_fault|trace_do_page_fault|do_async_page_fault|async_page_fault|page_fault|"
     r"do_general_protection|general_protection|do_divide_error|divide_error|do_double_fault|double_fault|"
     r"nmi\w*|do_nmi|default_do_nmi|\w*_nmi_handler|watchdog\w*|__touch_watchdog|"
-    r"print_\w+|printk\w*|vprintk\w*|console_unlock|"
+    r"print_\w+|printk\w*|vprintk\w*|console_unlock|_?sched_show_task|show_state\w*|"
+    r"\w*trigger_\w*backtrace|\w*_cpumask_backtrace\w*|check_cpu_stall\w*|"
     r"__list_\w+_valid\w*|__list_del_entry\w*|__list_add\w*|list_del\w*|__list_del|"
     r"kasan_\w+|__kasan_\w+|__asan_\w+|check_memory_region\w*|kfence_\w+|"
     r"slab_err|object_err|check_panic_on_oom|out_of_memory|oom_kill_process|dump_header|"

@@ -422,6 +422,11 @@ def extract(r: Report) -> None:
                 # Other messages interleave with a trace on busy consoles; keep reading.
                 misses += 1
                 continue
+            elif context is not None and misses < 40 and not t.startswith(("---[", "Kernel panic")):
+                # Inside <IRQ>/<NMI>: the interrupted context's registers sit between the
+                # interrupt frames and </IRQ>, then the task's own frames follow.
+                misses += 1
+                continue
             in_trace = False
             if r.trace:
                 trace_done = True

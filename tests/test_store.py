@@ -1,0 +1,283 @@
+"""The ObjectStore contract, run against LocalStore (a directory) and OssStore (oss2 over
+real HTTP to the local OSS stand-in), plus what only OSS has: metadata, presigned URLs,
+transient faults and credential-free errors."""
+
+# Tests take the imported fixtures oss_standin / oss_store as parameters, which pyflakes
+# reads as redefining an unused import (ruff cannot see pytest's fixture lookup).
+# ruff: noqa: F811
+
+from __future__ import annotations
+
+import threading
+import urllib.error
+import urllib.request
+
+import oss2
+import pytest
+from crashdiag.oss_store import PUT_URL_CONTENT_TYPE, OssStore
+from crashdiag.store import AlreadyExists, LocalStore, NotFound, StoreError, StoreUnavailable
+from fixtures_oss import oss_standin, oss_store  # noqa: F401
+
+SENTINEL_SECRET = "SENTINEL-secret-3f9c1a77d2"
+SENTINEL_TOKEN = "SENTINEL-sts-token-81be0c4e"
+
+UNSAFE_KEYS = ["../escape", "a/../../b", "/abs/key", "a//b", "a/./b", "", "a/", "sp ace", "new\nline"]
+
+
+@pytest.fixture(params=["local", "oss"])
+def store(request, tmp_path):
+    if request.param == "local":
+        return LocalStore(tmp_path / "store")
+    return request.getfixturevalue("oss_store")
+
+
+def _http(url: str, data: bytes | None = None, method: str = "GET", headers: dict | None = None) -> bytes:
+    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return resp.read()
+
+
+# -- the contract, both stores -------------------------------------------------------------
+
+
+def test_put_get_exists(store):
+    assert not store.exists("incidents/r/i-1/e/event.json")
+    store.put("incidents/r/i-1/e/event.json", b'{"a": 1}', content_type="application/json")
+    assert store.exists("incidents/r/i-1/e/event.json")
+    assert store.get("incidents/r/i-1/e/event.json") == b'{"a": 1}'
+    assert not store.exists("incidents/r/i-1/e")  # a "directory" is not an object
+
+
+def test_plain_put_overwrites(store):
+    store.put("k/x.txt", b"one")
+    store.put("k/x.txt", b"two")
+    assert store.get("k/x.txt") == b"two"
+
+
+def test_empty_and_binary_objects(store):
+    store.put("k/empty", b"")
+    store.put("k/bin", bytes(range(256)) * 4)
+    assert store.get("k/empty") == b""
+    assert store.get("k/bin") == bytes(range(256)) * 4
+
+
+def test_odd_but_safe_key_characters(store):
+    key = "odd/a+b=c(d)'e!f*g_h-i.txt"
+    store.put(key, b"x")
+    assert store.get(key) == b"x"
+    assert store.list("odd/") == [key]
+
+
+def test_get_missing_is_not_found(store):
+    with pytest.raises(NotFound):
+        store.get("nothing/here.json")
+
+
+def test_list_is_a_string_prefix_and_sorted(store):
+    keys = ["a/1", "a/2/x", "a/2/y", "ab/1", "b/1"]
+    for k in reversed(keys):
+        store.put(k, b"-")
+    assert store.list("a/") == ["a/1", "a/2/x", "a/2/y"]
+    assert store.list("a") == ["a/1", "a/2/x", "a/2/y", "ab/1"]
+    assert store.list("a/2/") == ["a/2/x", "a/2/y"]
+    assert store.list("") == sorted(keys)
+    assert store.list("zzz/") == []
+
+
+def test_list_pages_past_one_hundred(store):
+    many = [f"many/{i:04d}.json" for i in range(120)]
+    for k in many:
+        store.put(k, b"{}")
+    store.put("other/1", b"-")
+    assert store.list("many/") == many
+
+
+def test_if_absent_creates_once(store):
+    store.put("claim/event.json", b"first", if_absent=True)
+    with pytest.raises(AlreadyExists):
+        store.put("claim/event.json", b"second", if_absent=True)
+    assert store.get("claim/event.json") == b"first"
+
+
+def test_if_absent_race_has_exactly_one_winner(store):
+    for round_ in range(20):
+        key = f"race/{round_}/event.json"
+        barrier = threading.Barrier(2)
+        outcome: dict[str, str] = {}
+
+        def writer(name: str, key: str = key, barrier: threading.Barrier = barrier, outcome: dict = outcome) -> None:
+            barrier.wait()
+            try:
+                store.put(key, name.encode(), if_absent=True)
+                outcome[name] = "won"
+            except AlreadyExists:
+                outcome[name] = "lost"
+
+        threads = [threading.Thread(target=writer, args=(n,)) for n in ("w1", "w2")]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+        assert sorted(outcome.values()) == ["lost", "won"], outcome
+        winner = next(n for n, o in outcome.items() if o == "won")
+        assert store.get(key) == winner.encode()
+
+
+@pytest.mark.parametrize("key", UNSAFE_KEYS)
+def test_unsafe_keys_are_refused(store, key):
+    with pytest.raises(ValueError):
+        store.put(key, b"x")
+    with pytest.raises(ValueError):
+        store.get(key)
+    with pytest.raises(ValueError):
+        store.exists(key)
+    with pytest.raises(ValueError):
+        store.url(key, 60)
+
+
+def test_url_fetches_the_object(store):
+    store.put("reports/r.md", b"# report\n", content_type="text/markdown")
+    assert _http(store.url("reports/r.md", 300)) == b"# report\n"
+
+
+def test_put_url_uploads_when_offered(store):
+    url = store.put_url("incidents/r/i-1/e/crash.log", 300)
+    if url is None:  # allowed: the store has no presigned uploads (LocalStore)
+        assert isinstance(store, LocalStore)
+        return
+    _http(url, data=b"kernel panic\n", method="PUT", headers={"Content-Type": PUT_URL_CONTENT_TYPE})
+    assert store.get("incidents/r/i-1/e/crash.log") == b"kernel panic\n"
+
+
+# -- OSS only --------------------------------------------------------------------------------
+
+
+def test_oss_unsafe_put_url_and_list_prefix_refused(oss_store):
+    with pytest.raises(ValueError):
+        oss_store.put_url("../x", 60)
+    for prefix in ("../", "/abs", "a//"):
+        with pytest.raises(ValueError):
+            oss_store.list(prefix)
+    with pytest.raises(ValueError):
+        oss_store.url("k", 0)
+
+
+def test_oss_list_really_pages(oss_store, oss_standin):
+    for i in range(120):
+        oss_store.put(f"p/{i:03d}", b"-")
+    before = len(oss_standin.requests)
+    assert len(oss_store.list("p/")) == 120
+    listings = [r for r in oss_standin.requests[before:] if r.startswith("GET ") and "list-type=2" in r]
+    assert len(listings) == 2
+
+
+def test_oss_forbid_overwrite_header_and_409(oss_store):
+    oss_store.put("c/k", b"a", if_absent=True)
+    with pytest.raises(oss2.exceptions.ServerError) as e:
+        oss_store.bucket.put_object("c/k", b"b", headers={"x-oss-forbid-overwrite": "true"})
+    assert (e.value.status, e.value.code) == (409, "FileAlreadyExists")
+    assert e.value.request_id
+
+
+def test_oss_user_metadata_round_trip(oss_store):
+    bucket = oss_store.bucket
+    bucket.put_object("m/obj", b"data", headers={"x-oss-meta-incident-id": "e-123", "Content-Type": "text/plain"})
+    head = bucket.head_object("m/obj")
+    assert head.headers["x-oss-meta-incident-id"] == "e-123"
+    got = bucket.get_object("m/obj")
+    assert got.headers["x-oss-meta-incident-id"] == "e-123"
+    assert got.headers["Content-Type"] == "text/plain"
+    assert got.read() == b"data"
+    assert bucket.get_object_meta("m/obj").headers["Content-Length"] == "4"
+
+
+def test_oss_listing_parses_with_oss2_v1_and_v2(oss_store):
+    for i in range(5):
+        oss_store.put(f"l/{i}", b"x" * i)
+    v1 = [o.key for o in oss2.ObjectIterator(oss_store.bucket, prefix="l/", max_keys=2)]
+    v2 = list(oss2.ObjectIteratorV2(oss_store.bucket, prefix="l/", max_keys=2))
+    assert v1 == [o.key for o in v2] == [f"l/{i}" for i in range(5)]
+    assert {o.type for o in v2} == {"Normal"}
+    assert [o.size for o in v2] == [0, 1, 2, 3, 4]
+    dirs = list(oss2.ObjectIteratorV2(oss_store.bucket, prefix="", delimiter="/"))
+    assert [o.key for o in dirs if o.is_prefix()] == ["l/"]
+
+
+def test_oss_expired_presigned_url_is_refused(oss_store):
+    oss_store.put("e/k", b"x")
+    url = oss_store.bucket.sign_url("GET", "e/k", -10)
+    with pytest.raises(urllib.error.HTTPError) as e:
+        _http(url)
+    assert e.value.code == 403
+
+
+def test_oss_injected_5xx_is_store_unavailable(oss_store, oss_standin):
+    oss_store.put("f/k", b"x")
+    for call in (lambda: oss_store.put("f/k2", b"y"), lambda: oss_store.get("f/k"), lambda: oss_store.exists("f/k")):
+        oss_standin.fail_next(1, status=503)
+        with pytest.raises(StoreUnavailable):
+            call()
+    oss_standin.fail_next(1, status=500)
+    with pytest.raises(StoreUnavailable):
+        oss_store.get("f/k")
+    assert not oss_store.exists("f/k2")  # the refused put wrote nothing
+    assert oss_store.get("f/k") == b"x"  # faults are used up
+
+
+def test_oss_list_retries_a_page_then_gives_up(oss_store, oss_standin):
+    oss_store.put("g/k", b"x")
+    oss_standin.fail_next(2)
+    assert oss_store.list("g/") == ["g/k"]  # oss2's iterator retried the page
+    oss_standin.fail_next(3)
+    with pytest.raises(StoreUnavailable):
+        oss_store.list("g/")
+
+
+def test_oss_timeout_and_refused_connection_are_unavailable(oss_store, oss_standin):
+    slow = OssStore(oss2.Bucket(oss_store.bucket.auth, oss_standin.endpoint, oss_store.bucket.bucket_name, connect_timeout=0.3))
+    oss_standin.delay_next(1, 1.5)
+    with pytest.raises(StoreUnavailable):
+        slow.get("nothing")
+    closed = OssStore.connect("http://127.0.0.1:9", "some-bucket", "id", "secret", timeout=2)
+    with pytest.raises(StoreUnavailable):
+        closed.exists("k")
+
+
+def test_oss_connect_refuses_a_bad_bucket_name():
+    with pytest.raises(ValueError):
+        OssStore.connect("http://127.0.0.1:9", "b", "id", "secret")
+
+
+def test_oss_missing_bucket_is_an_error_not_not_found(oss_standin):
+    store = OssStore.connect(oss_standin.endpoint, "no-such-bucket", "id", "secret", timeout=5)
+    with pytest.raises(StoreError) as e:
+        store.get("k")
+    assert not isinstance(e.value, NotFound)
+    assert "NoSuchBucket" in str(e.value)
+
+
+@pytest.mark.parametrize("token", [None, SENTINEL_TOKEN])
+def test_oss_errors_never_carry_credentials(oss_standin, token):
+    oss_standin.create_bucket("secret-test")
+    store = OssStore.connect(oss_standin.endpoint, "secret-test", "visible-key-id", SENTINEL_SECRET, token, timeout=0.3)
+    store.put("s/k", b"x")
+    raised: list[BaseException] = []
+
+    def expect(exc_type, call):
+        with pytest.raises(exc_type) as e:
+            call()
+        raised.append(e.value)
+
+    expect(NotFound, lambda: store.get("s/missing"))
+    expect(AlreadyExists, lambda: store.put("s/k", b"y", if_absent=True))
+    oss_standin.fail_next(1)
+    expect(StoreUnavailable, lambda: store.get("s/k"))
+    oss_standin.delay_next(1, 1.0)
+    expect(StoreUnavailable, lambda: store.get("s/k"))
+    expect(StoreError, lambda: OssStore.connect(oss_standin.endpoint, "gone", "visible-key-id", SENTINEL_SECRET, token).get("k"))
+    expect(StoreUnavailable, lambda: OssStore.connect("http://127.0.0.1:9", "bkt", "visible-key-id", SENTINEL_SECRET, token).get("k"))
+    for exc in raised:
+        text = f"{exc} {exc!r} {exc.args}"
+        assert SENTINEL_SECRET not in text
+        assert SENTINEL_TOKEN not in text
+        assert exc.__cause__ is None and exc.__suppress_context__
