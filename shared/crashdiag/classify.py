@@ -23,6 +23,7 @@ SCHEMA_VERSION = 1
 
 # kernel/panic.c taint_flags[]: the letter printed when the flag is set.
 TAINT_FLAGS = {
+    "G": "no proprietary module loaded (the flag P is not set)",
     "P": "proprietary module loaded",
     "F": "module force-loaded",
     "S": "SMP with CPUs not designed for it / out of spec system",

@@ -348,8 +348,12 @@ FORMATS: tuple[Format, ...] = (
     ),
     _f("page_alloc_failure", START, r"(?P<comm>.*?): vmalloc(?: error)?: (?:allocation failure|size)", "vmalloc allocation failure in {frame}"),
     # --- NMI (arch/x86/kernel/nmi.c) -----------------------------------------------
-    _f("other_panic", PREAMBLE, r"(?:Uhhuh\. )?NMI received for unknown reason (?P<reason>\w+)", "NMI: Not continuing"),
-    _f("other_panic", PREAMBLE, r"NMI: (?:IOCK|PCI system) error", "NMI: Not continuing"),
+    # "Uhhuh. NMI received for unknown reason %02x on CPU %d." then either "Dazed and
+    # confused, but trying to continue" or, with unknown_nmi_panic / panic_on_io_nmi /
+    # the console's NMI button, panic("NMI: Not continuing").
+    _f("other", PREAMBLE, r"(?:Uhhuh\. )?NMI received for unknown reason (?P<reason>\w+)", "NMI received for unknown reason"),
+    _f("other", PREAMBLE, r"NMI: (?:IOCK|PCI system) error", "NMI: hardware error reported"),
+    _f("other_panic", PANIC, r"Kernel panic - not syncing: NMI(?: IOCK error)?: Not continuing", "NMI: Not continuing"),
     # --- filesystems ------------------------------------------------------------------
     # fs/xfs/xfs_error.c and xfs_fsops.c: "XFS: Internal error %s at line %d of file %s",
     # "XFS (%s): Corruption of in-memory data detected.  Shutting down filesystem",
@@ -371,7 +375,7 @@ FORMATS: tuple[Format, ...] = (
     # kernel/sched/core.c, mm/memory.c, ...: the many "BUG: <what>" reports.
     _f("other", START, r"BUG: (?P<msg>.+)", "BUG: {msg} in {frame}"),
     # Any other panic: kernel/panic.c panic("%s").
-    _f("other_panic", PANIC, r"Kernel panic - not syncing: ?(?P<msg>.*)", "Kernel panic - {msg}"),
+    _f("other_panic", PANIC, r"Kernel panic - not syncing: ?(?P<msg>.*)", "Kernel panic - {msg}", "generic"),
 )
 
 # Panic reasons that are the consequence of the report above them rather than a

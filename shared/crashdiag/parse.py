@@ -99,7 +99,7 @@ class Report:
 
     def main_event(self) -> Event:
         """The most specific event; a generic panic line never outranks the report it ends."""
-        events = [e for e in self.events if not (e.fmt.role == F.PANIC and e.fmt.kind == "other_panic")] or self.events
+        events = [e for e in self.events if e.fmt.note != "generic"] or self.events
         best = events[0]
         for e in events[1:]:
             if F.RANK[e.fmt.kind] > F.RANK[best.fmt.kind]:
@@ -185,6 +185,7 @@ def _quick_check(text: str) -> bool:
         or "blocked for more than" in text
         or "unregister_netdevice" in text
         or "XFS" in text
+        or "opcode" in text
         or "EXT4-fs" in text
     )
 
