@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from .ecs import CloudError, EcsApi
 from .events import Accepted, CrashEvent, Rejected, Skipped, parse_events
 from .settings import Settings
-from .store import AlreadyExists, NotFound, ObjectStore, StoreUnavailable, check_key
+from .store import AlreadyExists, NotFound, ObjectStore, StoreUnavailable, check_key, check_prefix
 
 log = logging.getLogger("crashdiag.pipeline")
 
@@ -137,7 +137,7 @@ class Pipeline:
         return summary
 
     def _accept(self, ev: CrashEvent, summary: IngestSummary) -> None:
-        prefix = check_key(ev.prefix)
+        prefix = check_prefix(ev.prefix)
         record = {"event": ev.to_json(), "received_at": _now()}
         self._put(f"{prefix}events/{ev.status}.json", _json(record), if_absent=True)
         if not self._put(f"{prefix}event.json", _json(record), if_absent=True):
@@ -202,7 +202,7 @@ class Pipeline:
         region, inst, inc = ref.get("region", ""), ref.get("instance_id", ""), ref.get("incident_id", "")
         if not (REGION.match(str(region)) and INSTANCE_ID.match(str(inst)) and EVENT_ID.match(str(inc))):
             raise ValueError("collect needs a valid region, instance_id and incident_id")
-        return check_key(f"incidents/{region}/{inst}/{inc}/")
+        return check_prefix(f"incidents/{region}/{inst}/{inc}/")
 
     # --- stage 3: diagnose ----------------------------------------------------------------
 

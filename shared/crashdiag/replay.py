@@ -132,5 +132,6 @@ def render_replay(result: dict[str, Any], lang: str) -> str:
 def default_settings(store: str | None, instances: str | None, lang: str | None) -> Settings:
     s = Settings.from_env(store_dir=store, instances_dir=instances, lang=lang)
     if not s.instances_dir and not s.has_credentials:
-        s = Settings.from_env(store_dir=store, instances_dir=_default_instances(), lang=lang)
+        # Simulated instances answer at once: poll them briskly.
+        s = Settings.from_env(store_dir=store, instances_dir=_default_instances(), lang=lang, collect_poll_seconds=0.05)
     return s

@@ -28,7 +28,7 @@ ENV: dict[str, tuple[str, type]] = {
     "FC_COLLECT_FUNCTION": ("fc_collect_function", str),
     "COLLECT_WAIT_SECONDS": ("collect_wait_seconds", int),
     "COLLECT_COMMAND_TIMEOUT": ("collect_command_timeout", int),
-    "COLLECT_POLL_SECONDS": ("collect_poll_seconds", int),
+    "COLLECT_POLL_SECONDS": ("collect_poll_seconds", float),
     "COLLECT_MAX_BYTES": ("collect_max_bytes", int),
     "UPLOAD_URL_TTL": ("upload_url_ttl", int),
     "REPORT_LINK_TTL": ("report_link_ttl", int),
@@ -57,7 +57,7 @@ class Settings:
     fc_collect_function: str = "collect"
     collect_wait_seconds: int = 600  # how long to wait for Running + Cloud Assistant online
     collect_command_timeout: int = 120  # RunCommand Timeout
-    collect_poll_seconds: int = 3  # first poll interval; grows with backoff
+    collect_poll_seconds: float = 3.0  # first poll interval; grows with backoff
     collect_max_bytes: int = 20000  # excerpt budget inside Cloud Assistant's 24 KB output
     upload_url_ttl: int = 900  # presigned PUT lifetime for the guest's full-log upload
     report_link_ttl: int = 7 * 24 * 3600
@@ -74,11 +74,11 @@ class Settings:
             raw = env.get(var)
             if raw is None or raw == "":
                 continue
-            if kind is int:
+            if kind in (int, float):
                 try:
-                    values[name] = int(raw)
+                    values[name] = kind(raw)
                 except ValueError:
-                    raise ValueError(f"{var} must be a whole number, not {raw!r}") from None
+                    raise ValueError(f"{var} must be a number, not {raw!r}") from None
             else:
                 values[name] = raw
         known = {f.name for f in fields(cls)}

@@ -40,6 +40,14 @@ def check_key(key: str) -> str:
     return key
 
 
+def check_prefix(prefix: str) -> str:
+    """A key prefix ending in '/', held to the same rules as a key."""
+    if not prefix.endswith("/"):
+        raise ValueError(f"a prefix ends with '/': {prefix!r}")
+    check_key(prefix[:-1])
+    return prefix
+
+
 class ObjectStore(Protocol):
     def put(self, key: str, data: bytes, *, content_type: str = "application/octet-stream", if_absent: bool = False) -> None: ...
     def get(self, key: str) -> bytes: ...

@@ -1,0 +1,576 @@
+#!/bin/sh
+# ecs-crashdiag: collect the last kernel crash log of this instance (Cloud Assistant).
+#
+# POSIX sh (dash, busybox ash, bash). Read-only on the guest: the only thing written is
+# a private mktemp directory (live journal capture), removed on exit; without a usable
+# temporary directory the script works from in-memory pipelines. Bounded in time (slow
+# commands run under `timeout` when it exists) and in output (the excerpt is kept under
+# MAX_BYTES after encoding). Output format: docs/PIPELINE.md, "The guest collection script".
+#
+# Cloud Assistant substitutes the three parameters just below before the script runs.
+# They are read through quoted here-documents, so quotes, `$(...)`, backquotes or `;`
+# in a value stay plain text, and each value is validated again right after.
+set -u
+
+IFS= read -r SINCE <<'CRASHDIAG_PARAM_EOF' || :
+{{since}}
+CRASHDIAG_PARAM_EOF
+IFS= read -r MAX_BYTES <<'CRASHDIAG_PARAM_EOF' || :
+{{max_bytes}}
+CRASHDIAG_PARAM_EOF
+IFS= read -r UPLOAD_URL <<'CRASHDIAG_PARAM_EOF' || :
+{{upload_url}}
+CRASHDIAG_PARAM_EOF
+
+LC_ALL=C
+export LC_ALL
+umask 077
+# Cloud Assistant mixes stderr into the output: keep it to our markers only.
+exec 2>/dev/null
+
+NL='
+'
+CR=$(printf '\r')
+
+# --- parameters ----------------------------------------------------------------------
+
+strip_zeros() {  # $1 -> SZ_OUT without leading zeros ("0" stays "0")
+    SZ_OUT=$1
+    while :; do
+        case $SZ_OUT in 0?*) SZ_OUT=${SZ_OUT#0} ;; *) break ;; esac
+    done
+}
+
+# SINCE: epoch seconds, digits only, else 0.
+case $SINCE in '' | *[!0-9]*) SINCE=0 ;; esac
+strip_zeros "$SINCE"
+SINCE=$SZ_OUT
+[ "${#SINCE}" -le 12 ] || SINCE=0
+
+# MAX_BYTES: digits, clamped to [4096, 20000]; anything else means 20000.
+case $MAX_BYTES in '' | *[!0-9]*) MAX_BYTES=20000 ;; esac
+strip_zeros "$MAX_BYTES"
+MAX_BYTES=$SZ_OUT
+if [ "${#MAX_BYTES}" -gt 6 ]; then MAX_BYTES=20000; fi
+if [ "$MAX_BYTES" -lt 4096 ]; then MAX_BYTES=4096; fi
+if [ "$MAX_BYTES" -gt 20000 ]; then MAX_BYTES=20000; fi
+
+# UPLOAD_URL: http(s), URL characters only (no quote, space, backslash, control or
+# non-ASCII byte), at most 4096 bytes; else empty (no upload).
+case $UPLOAD_URL in
+    https://?* | http://?*) ;;
+    *) UPLOAD_URL= ;;
+esac
+case $UPLOAD_URL in
+    *[!]A-Za-z0-9._~:/?#@!\$\&\(\)*+,\;=%[-]*) UPLOAD_URL= ;;
+esac
+[ "${#UPLOAD_URL}" -le 4096 ] || UPLOAD_URL=
+
+# The guest's filesystem root: tests point CRASHDIAG_ROOT at a fixture tree. With a
+# root set, live kernel state is read from files under it (proc/..., run/crashdiag-fixture).
+ROOT=${CRASHDIAG_ROOT:-}
+while :; do
+    case $ROOT in */) ROOT=${ROOT%/} ;; *) break ;; esac
+done
+case $ROOT in '' | /*) ;; *) ROOT=./$ROOT ;; esac
+
+# --- helpers ---------------------------------------------------------------------------
+
+have() { command -v "$1" >/dev/null 2>&1; }
+
+HAVE_TIMEOUT=no
+if have timeout && timeout 5 true; then HAVE_TIMEOUT=yes; fi
+run_t() {  # run_t SECONDS command...: bounded when `timeout` exists
+    rt_secs=$1
+    shift
+    if [ "$HAVE_TIMEOUT" = yes ]; then timeout "$rt_secs" "$@"; else "$@"; fi
+}
+
+HAVE_WC=no
+have wc && HAVE_WC=yes
+HAVE_STAT=no
+have stat && HAVE_STAT=yes
+HAVE_DATE=no
+have date && HAVE_DATE=yes
+HAVE_TR=no
+have tr && HAVE_TR=yes
+GA=
+if printf 'x\n' | grep -a x >/dev/null; then GA=-a; fi
+
+ENC=none
+if have base64; then
+    ENC=base64
+    if have gzip; then ENC=gzip+base64; fi
+fi
+
+TMP=
+cleanup() {
+    if [ -n "$TMP" ]; then rm -rf "$TMP"; fi
+    TMP=
+}
+trap cleanup EXIT
+trap 'cleanup; exit 129' HUP
+trap 'cleanup; exit 130' INT
+trap 'cleanup; exit 143' TERM
+
+make_tmp() {  # a private temporary directory, or TMP= when there is none to be had
+    [ -n "$TMP" ] && return 0
+    have mktemp && have rm || return 1
+    TMP=$(mktemp -d "${TMPDIR:-/tmp}/crashdiag.XXXXXX") || TMP=
+    if [ -n "$TMP" ] && [ ! -d "$TMP" ]; then TMP=; fi
+    [ -n "$TMP" ]
+}
+
+is_num() {
+    case $1 in '' | *[!0-9]*) return 1 ;; esac
+    return 0
+}
+
+trim() {  # $1 -> TRIM without surrounding spaces
+    TRIM=$1
+    TRIM=${TRIM#"${TRIM%%[! ]*}"}
+    TRIM=${TRIM%"${TRIM##*[! ]}"}
+}
+
+clean() {  # $1 -> CLEAN: one line (CR and LF become spaces), at most 1024 bytes
+    CLEAN=$1
+    while :; do
+        case $CLEAN in
+            *"$NL"*) CLEAN=${CLEAN%%"$NL"*}' '${CLEAN#*"$NL"} ;;
+            *"$CR"*) CLEAN=${CLEAN%%"$CR"*}' '${CLEAN#*"$CR"} ;;
+            *) break ;;
+        esac
+    done
+    if [ "${#CLEAN}" -gt 1024 ]; then CLEAN=$(printf '%.1024s' "$CLEAN"); fi
+}
+
+kv() {  # print name=value, the value made single-line
+    clean "$2"
+    printf '%s=%s\n' "$1" "$CLEAN"
+}
+
+first_line() {  # $1 file -> FL (empty when missing)
+    FL=
+    if [ -f "$1" ]; then IFS= read -r FL <"$1" || :; fi
+}
+
+unquote() {  # $1 -> UQ without one level of surrounding quotes
+    UQ=$1
+    case $UQ in
+        \"*\") UQ=${UQ#\"}; UQ=${UQ%\"} ;;
+        \'*\') UQ=${UQ#\'}; UQ=${UQ%\'} ;;
+    esac
+}
+
+mtime_of() {  # $1 file -> MT (epoch seconds, 0 when no tool can tell)
+    MT=
+    if [ "$HAVE_STAT" = yes ]; then MT=$(stat -c %Y "$1") || MT=; fi
+    if ! is_num "$MT" && [ "$HAVE_DATE" = yes ]; then MT=$(date -r "$1" +%s) || MT=; fi
+    if ! is_num "$MT"; then
+        mt_ls=$(ls -ln --time-style=+%s "$1") || mt_ls=
+        set -f
+        # shellcheck disable=SC2086
+        set -- $mt_ls
+        set +f
+        MT=${6:-}
+    fi
+    is_num "$MT" || MT=0
+}
+
+size_of() {  # $1 file -> SIZE in bytes
+    SIZE=
+    if [ "$HAVE_WC" = yes ]; then SIZE=$(wc -c <"$1") || SIZE=; fi
+    trim "$SIZE"
+    SIZE=$TRIM
+    if ! is_num "$SIZE"; then
+        so_ls=$(ls -ln "$1") || so_ls=
+        set -f
+        # shellcheck disable=SC2086
+        set -- $so_ls
+        set +f
+        SIZE=${5:-}
+    fi
+    is_num "$SIZE" || SIZE=0
+}
+
+count_bytes() {  # stdin -> its length in bytes on stdout
+    if [ "$HAVE_WC" = yes ]; then
+        wc -c
+    else
+        cb=$(cat; echo .)
+        cb=${cb%.}
+        echo "${#cb}"
+    fi
+}
+
+# --- context ---------------------------------------------------------------------------
+
+UNAME_R=
+first_line "$ROOT/proc/sys/kernel/osrelease"
+UNAME_R=$FL
+if [ -z "$UNAME_R" ] && [ -z "$ROOT" ] && have uname; then UNAME_R=$(uname -r) || UNAME_R=; fi
+
+OS_ID=
+OS_VERSION_ID=
+OSR=$ROOT/etc/os-release
+[ -f "$OSR" ] || OSR=$ROOT/usr/lib/os-release
+if [ -f "$OSR" ]; then
+    n=0
+    while IFS= read -r line || [ -n "$line" ]; do
+        n=$((n + 1))
+        [ "$n" -le 200 ] || break
+        case $line in
+            ID=*) unquote "${line#ID=}"; OS_ID=$UQ ;;
+            VERSION_ID=*) unquote "${line#VERSION_ID=}"; OS_VERSION_ID=$UQ ;;
+        esac
+    done <"$OSR"
+fi
+
+first_line "$ROOT/proc/cmdline"
+CMDLINE=$FL
+CRASHKERNEL=
+set -f
+for w in $CMDLINE; do
+    case $w in crashkernel=*) CRASHKERNEL=${w#crashkernel=} ;; esac
+done
+set +f
+
+KDUMP_ACTIVE=unknown
+if [ -n "$ROOT" ]; then
+    if [ -f "$ROOT/run/crashdiag-fixture/kdump-active" ]; then
+        first_line "$ROOT/run/crashdiag-fixture/kdump-active"
+        KDUMP_ACTIVE=${FL:-unknown}
+    fi
+elif have systemctl; then
+    ka_first=
+    for svc in kdump kdump-tools; do
+        st=$(run_t 5 systemctl is-active "$svc" | head -n 1) || :
+        case $st in
+            active) KDUMP_ACTIVE=active; break ;;
+            failed) ka_first=failed ;;
+            ?*) [ -n "$ka_first" ] || ka_first=$st ;;
+        esac
+    done
+    if [ "$KDUMP_ACTIVE" != active ] && [ -n "$ka_first" ]; then KDUMP_ACTIVE=$ka_first; fi
+fi
+
+# Persistent journal: journald's Storage= (last one wins), else auto: /var/log/journal exists.
+JSTORAGE=
+for f in "$ROOT/etc/systemd/journald.conf" "$ROOT"/etc/systemd/journald.conf.d/*.conf; do
+    [ -f "$f" ] || continue
+    n=0
+    while IFS= read -r line || [ -n "$line" ]; do
+        n=$((n + 1))
+        [ "$n" -le 500 ] || break
+        case $line in Storage=*) JSTORAGE=${line#Storage=} ;; esac
+    done <"$f"
+done
+case $JSTORAGE in
+    persistent) JOURNAL_PERSISTENT=yes ;;
+    volatile | none) JOURNAL_PERSISTENT=no ;;
+    *) if [ -d "$ROOT/var/log/journal" ]; then JOURNAL_PERSISTENT=yes; else JOURNAL_PERSISTENT=no; fi ;;
+esac
+
+MEM_TOTAL_KB=
+if [ -f "$ROOT/proc/meminfo" ]; then
+    while read -r k v _; do
+        if [ "$k" = MemTotal: ]; then MEM_TOTAL_KB=$v; break; fi
+    done <"$ROOT/proc/meminfo"
+fi
+
+# Modules with taint flags in /proc/modules: "name size refs deps state addr (OE)".
+TAINTED=
+if [ -f "$ROOT/proc/modules" ]; then
+    n=0
+    while read -r name _ _ _ _ _ flags _; do
+        n=$((n + 1))
+        [ "$n" -le 5000 ] || break
+        case ${flags:-} in
+            \(*\)) TAINTED="${TAINTED:+$TAINTED }$name$flags" ;;
+        esac
+        [ "${#TAINTED}" -le 900 ] || break
+    done <"$ROOT/proc/modules"
+fi
+
+printf 'CRASHDIAG-BEGIN 1\n'
+kv context.uname_r "$UNAME_R"
+kv context.os_id "$OS_ID"
+kv context.os_version_id "$OS_VERSION_ID"
+kv context.cmdline "$CMDLINE"
+kv context.crashkernel "$CRASHKERNEL"
+kv context.kdump_active "$KDUMP_ACTIVE"
+kv context.journal_persistent "$JOURNAL_PERSISTENT"
+kv context.mem_total_kb "$MEM_TOTAL_KB"
+kv context.tainted_modules "$TAINTED"
+for pair in vm.panic_on_oom:vm/panic_on_oom kernel.panic:kernel/panic \
+    kernel.panic_on_oops:kernel/panic_on_oops kernel.hung_task_panic:kernel/hung_task_panic \
+    kernel.softlockup_panic:kernel/softlockup_panic kernel.panic_on_warn:kernel/panic_on_warn \
+    kernel.sysrq:kernel/sysrq kernel.unknown_nmi_panic:kernel/unknown_nmi_panic; do
+    first_line "$ROOT/proc/sys/${pair#*:}"
+    kv "context.sysctl.${pair%%:*}" "$FL"
+done
+
+# --- find the crash log -------------------------------------------------------------------
+# Sources in order: kdump, pstore, journal, messages, kern.log. The first source holding
+# evidence written at or after SINCE wins (its newest file); when none does, the newest
+# evidence of any source is taken and marked stale.
+
+F_SRC='' F_FILE='' F_PATH='' F_M=0 F_SIZE=0  # first fresh
+A_SRC='' A_FILE='' A_PATH='' A_M=0 A_SIZE=0  # newest of all
+JTEXT=
+
+consider() {  # $1 source, $2 file here ("-": JTEXT), $3 path on the guest, [$4 mtime]
+    if [ "$2" = - ]; then
+        SIZE=$((${#JTEXT} + 1))
+        [ -n "$JTEXT" ] || return 0
+    else
+        [ -f "$2" ] && [ ! -L "$2" ] && [ -r "$2" ] || return 0
+        size_of "$2"
+        [ "$SIZE" -gt 0 ] || return 0
+    fi
+    if [ -n "${4:-}" ]; then MT=$4; else mtime_of "$2"; fi
+    if [ "$MT" -ge "$SINCE" ]; then
+        if [ -z "$F_SRC" ] || { [ "$F_SRC" = "$1" ] && [ "$MT" -ge "$F_M" ]; }; then
+            F_SRC=$1 F_FILE=$2 F_PATH=$3 F_M=$MT F_SIZE=$SIZE
+        fi
+    fi
+    if [ -z "$A_SRC" ] || [ "$MT" -gt "$A_M" ] || { [ "$A_SRC" = "$1" ] && [ "$MT" -eq "$A_M" ]; }; then
+        A_SRC=$1 A_FILE=$2 A_PATH=$3 A_M=$MT A_SIZE=$SIZE
+    fi
+}
+
+# kdump: directories from /etc/kdump.conf (path), /etc/default/kdump-tools (KDUMP_COREDIR), /var/crash
+KDIRS=
+KP=
+if [ -f "$ROOT/etc/kdump.conf" ]; then
+    n=0
+    while IFS= read -r line || [ -n "$line" ]; do
+        n=$((n + 1))
+        [ "$n" -le 1000 ] || break
+        set -f
+        # shellcheck disable=SC2086
+        set -- $line
+        set +f
+        if [ "${1:-}" = path ] && [ -n "${2:-}" ]; then KP=$2; fi
+    done <"$ROOT/etc/kdump.conf"
+fi
+case $KP in /*) KDIRS=$KP ;; esac
+KP=
+if [ -f "$ROOT/etc/default/kdump-tools" ]; then
+    n=0
+    while IFS= read -r line || [ -n "$line" ]; do
+        n=$((n + 1))
+        [ "$n" -le 1000 ] || break
+        trim "$line"
+        case $TRIM in KDUMP_COREDIR=*) unquote "${TRIM#KDUMP_COREDIR=}"; KP=$UQ ;; esac
+    done <"$ROOT/etc/default/kdump-tools"
+fi
+case $KP in /*) KDIRS="$KDIRS$NL$KP" ;; esac
+KDIRS="$KDIRS$NL/var/crash"
+
+SEEN=
+OLDIFS=$IFS
+IFS=$NL
+set -f
+for d in $KDIRS; do
+    IFS=$OLDIFS
+    set +f
+    while :; do case $d in ?*/) d=${d%/} ;; *) break ;; esac; done
+    case "$NL$SEEN$NL" in *"$NL$d$NL"*) continue ;; esac
+    SEEN="$SEEN$NL$d"
+    [ -d "$ROOT$d" ] || continue
+    for f in "$ROOT$d"/*/vmcore-dmesg.txt "$ROOT$d"/*/dmesg.*; do
+        consider kdump "$f" "${f#"$ROOT"}"
+    done
+done
+IFS=$OLDIFS
+set +f
+
+# pstore: the kernel's own records and what systemd-pstore archived
+if [ -z "$F_SRC" ]; then
+    for d in /sys/fs/pstore /var/lib/systemd/pstore; do
+        [ -d "$ROOT$d" ] || continue
+        for f in "$ROOT$d"/dmesg-* "$ROOT$d"/*/dmesg-*; do
+            consider pstore "$f" "${f#"$ROOT"}"
+        done
+    done
+fi
+
+# journal of the previous boot
+JOURNAL_MAX=16777216
+if [ -z "$F_SRC" ]; then
+    if [ -n "$ROOT" ]; then
+        consider journal "$ROOT/run/crashdiag-fixture/journal-k-b-1.txt" "journalctl -k -b -1"
+    elif have journalctl; then
+        # the time of the previous boot's last kernel record
+        jm=$(run_t 10 journalctl -k -b -1 -n 1 -o export --no-pager -q |
+            sed -n 's/^__REALTIME_TIMESTAMP=\([0-9][0-9]*\)$/\1/p' | head -n 1) || jm=
+        if [ "${#jm}" -gt 6 ]; then jm=${jm%??????}; else jm=; fi
+        is_num "$jm" || jm=0
+        if make_tmp; then
+            run_t 20 journalctl -k -b -1 --no-pager -q | head -c "$JOURNAL_MAX" >"$TMP/journal-k-b-1.txt"
+            consider journal "$TMP/journal-k-b-1.txt" "journalctl -k -b -1" "$jm"
+        else
+            JTEXT=$(run_t 20 journalctl -k -b -1 --no-pager -q | head -c "$JOURNAL_MAX") || :
+            consider journal - "journalctl -k -b -1" "$jm"
+        fi
+    fi
+fi
+
+if [ -z "$F_SRC" ]; then consider messages "$ROOT/var/log/messages" /var/log/messages; fi
+if [ -z "$F_SRC" ]; then consider kern.log "$ROOT/var/log/kern.log" /var/log/kern.log; fi
+
+STALE=no
+if [ -n "$F_SRC" ]; then
+    L_SRC=$F_SRC L_FILE=$F_FILE L_PATH=$F_PATH L_M=$F_M L_SIZE=$F_SIZE
+elif [ -n "$A_SRC" ]; then
+    L_SRC=$A_SRC L_FILE=$A_FILE L_PATH=$A_PATH L_M=$A_M L_SIZE=$A_SIZE
+    STALE=yes
+else
+    L_SRC=none L_FILE='' L_PATH='' L_M=0 L_SIZE=0
+fi
+if [ "$L_FILE" != - ]; then JTEXT=; fi
+
+src_cat() {
+    if [ "$L_FILE" = - ]; then printf '%s\n' "$JTEXT"; else cat "$L_FILE"; fi
+}
+
+# --- upload the whole log ---------------------------------------------------------------------
+# The presigned PUT URL signs this Content-Type: send exactly it.
+CT='Content-Type: application/octet-stream'
+UPLOADED=no
+if [ -n "$UPLOAD_URL" ] && [ "$L_SRC" != none ]; then
+    UPLOADED=failed
+    if have curl; then
+        if [ "$L_FILE" = - ]; then
+            if src_cat | curl -fsS -X PUT -H "$CT" -H "Expect:" --connect-timeout 10 --max-time 60 \
+                --data-binary @- "$UPLOAD_URL" >/dev/null; then UPLOADED=yes; fi
+        else
+            # --upload-file streams the file (a PUT with its length) instead of loading it
+            if curl -fsS -X PUT -H "$CT" -H "Expect:" --connect-timeout 10 --max-time 60 \
+                --upload-file "$L_FILE" "$UPLOAD_URL" >/dev/null; then UPLOADED=yes; fi
+        fi
+    elif have wget && [ "$L_FILE" != - ]; then
+        if run_t 70 wget -q -O /dev/null -T 30 -t 1 --method=PUT --header="$CT" \
+            --body-file="$L_FILE" "$UPLOAD_URL"; then UPLOADED=yes; fi
+    fi
+fi
+
+# --- the excerpt -------------------------------------------------------------------------------
+
+encode() {
+    case $ENC in
+        gzip+base64) gzip -c | base64 ;;
+        base64) base64 ;;
+        *) grep ${GA:+"$GA"} '' ;;  # plain text, every line newline-terminated
+    esac
+}
+
+lines_of_log() {  # lines $1..$2 of the log, NUL bytes dropped when tr exists
+    if [ "$HAVE_TR" = yes ]; then
+        src_cat | sed -n "$1,$2p;$2q" | tr -d '\000'
+    else
+        src_cat | sed -n "$1,$2p;$2q"
+    fi
+}
+
+# The widest window is read from the log once and kept in memory (a few hundred lines),
+# so shrinking it does not read a large log again and again.
+WTEXT=
+W0=0
+window() {  # lines $1..$2 of the log, both inside the kept window
+    printf '%s' "$WTEXT" | sed -n "$(($1 - W0 + 1)),$(($2 - W0 + 1))p"
+}
+
+measured() {  # $1: a byte count from count_bytes -> MEASURED
+    trim "$1"
+    MEASURED=$TRIM
+    is_num "$MEASURED" || MEASURED=999999999
+}
+
+CRASH_RE='Kernel panic|BUG:|Oops|general protection|Call Trace|WARNING:|INFO: task|soft lockup|hard LOCKUP|rcu.*stall|Out of memory|invoked oom-killer|Hardware Error|divide error|invalid opcode|[Uu]nable to handle'
+
+COMPLETE=yes
+WIN_S=0 WIN_E=0 CUT=no
+if [ "$L_SRC" != none ]; then
+    try_whole=no
+    case $ENC in
+        gzip+base64) [ "$L_SIZE" -le $((MAX_BYTES * 20)) ] && try_whole=yes ;;
+        base64) [ $((L_SIZE * 4 / 3)) -le "$MAX_BYTES" ] && try_whole=yes ;;
+        *) [ "$L_SIZE" -le "$MAX_BYTES" ] && try_whole=yes ;;
+    esac
+    fits=no
+    if [ "$try_whole" = yes ]; then
+        measured "$(src_cat | encode | count_bytes)"
+        [ "$MEASURED" -le "$MAX_BYTES" ] && fits=yes
+    fi
+    if [ "$fits" = no ]; then
+        COMPLETE=no
+        TOTAL=$(src_cat | grep -c ${GA:+"$GA"} '') || :
+        trim "$TOTAL"
+        TOTAL=$TRIM
+        is_num "$TOTAL" || TOTAL=1
+        [ "$TOTAL" -ge 1 ] || TOTAL=1
+        LAST=$(src_cat | grep -n ${GA:+"$GA"} -E "$CRASH_RE" | tail -n 1) || :
+        LAST=${LAST%%:*}
+        is_num "$LAST" || LAST=$TOTAL
+        before=200
+        after=100
+        W0=$((LAST - before))
+        [ "$W0" -ge 1 ] || W0=1
+        w_end=$((LAST + after))
+        [ "$w_end" -le "$TOTAL" ] || w_end=$TOTAL
+        WTEXT=$(lines_of_log "$W0" "$w_end"; echo .)
+        WTEXT=${WTEXT%.}
+        while :; do
+            WIN_S=$((LAST - before))
+            [ "$WIN_S" -ge 1 ] || WIN_S=1
+            WIN_E=$((LAST + after))
+            [ "$WIN_E" -le "$TOTAL" ] || WIN_E=$TOTAL
+            measured "$(window "$WIN_S" "$WIN_E" | encode | count_bytes)"
+            [ "$MEASURED" -le "$MAX_BYTES" ] && break
+            if [ "$before" -eq 0 ] && [ "$after" -eq 0 ]; then
+                CUT=yes  # one line longer than the budget: its head only
+                break
+            fi
+            # lines after the last crash line matter least: shrink those first
+            if [ "$after" -gt 30 ]; then
+                after=$((after / 2))
+            else
+                before=$((before * 4 / 5))
+                after=$((after * 4 / 5))
+            fi
+        done
+        if [ "$CUT" = no ] && [ "$WIN_S" -eq 1 ] && [ "$WIN_E" -ge "$TOTAL" ]; then COMPLETE=yes; fi
+    fi
+fi
+
+emit_excerpt() {
+    if [ "$L_SRC" = none ]; then return 0; fi
+    if [ "$COMPLETE" = yes ] && [ "$WIN_S" -eq 0 ]; then
+        src_cat | encode
+    elif [ "$CUT" = yes ]; then
+        case $ENC in
+            none) cut_n=$((MAX_BYTES - 2)) ;;
+            *) cut_n=$((MAX_BYTES * 7 / 10)) ;;
+        esac
+        window "$WIN_S" "$WIN_E" | head -c "$cut_n" | encode
+    else
+        window "$WIN_S" "$WIN_E" | encode
+    fi
+}
+
+kv log.source "$L_SRC"
+kv log.path "$L_PATH"
+kv log.mtime "$L_M"
+kv log.size "$L_SIZE"
+kv log.stale "$STALE"
+kv log.uploaded "$UPLOADED"
+kv log.encoding "$ENC"
+kv log.complete "$COMPLETE"
+if [ "$COMPLETE" = no ]; then kv log.window "$WIN_S-$WIN_E"; fi
+printf 'CRASHDIAG-LOG\n'
+emit_excerpt
+printf 'CRASHDIAG-END\n'
+cleanup
+exit 0
