@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: replay test lint bench corpus-regen clean
+.PHONY: replay test lint bench corpus-regen package clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,15 +16,21 @@ replay: $(STAMP)
 	$(VENV)/bin/crashdiag replay events/eventbridge-crash-kdump-executing.json
 
 test: $(STAMP)
-	$(PY) -m ruff check shared tests bench
+	$(PY) -m ruff check shared functions tests bench tools
 	$(PY) -m pytest -q
 	$(VENV)/bin/crashdiag rules --check
 
 lint: $(STAMP)
-	$(PY) -m ruff check shared tests bench
+	$(PY) -m ruff check shared functions tests bench tools
 
 bench: $(STAMP)
 	$(PY) bench/run.py
+
+# Function Compute code packages: dist/<function>.zip (one per function, index.py at the
+# root; see tools/package.py). Needs PyPI; upload them where template.yml's CodeBucket and
+# CodeObjectPrefix point.
+package: $(STAMP)
+	$(PY) tools/package.py
 
 # Rewrite the header lines of every corpus case from the current classifier output;
 # review the diff before committing.

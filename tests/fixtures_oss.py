@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
+
 from crashdiag.oss_store import OssStore
 from standins.oss import OssStandIn
 

@@ -14,6 +14,7 @@ import urllib.request
 
 import oss2
 import pytest
+
 from crashdiag.oss_store import PUT_URL_CONTENT_TYPE, OssStore
 from crashdiag.store import AlreadyExists, LocalStore, NotFound, StoreError, StoreUnavailable
 from fixtures_oss import oss_standin, oss_store  # noqa: F401

@@ -27,10 +27,19 @@ class _NotYet(Exception):
     """A bounded wait is still waiting."""
 
 
-def _script_text() -> str:
+# RunCommand takes at most 24 KB of base64 CommandContent.
+COMMAND_LIMIT = 24 * 1024
+
+
+def guest_command() -> str:
+    """The collection script as sent: comment-only and blank lines dropped, so the
+    readable file fits Cloud Assistant's 24 KB limit. (The script has no multi-line
+    here-documents whose content this could change; test_guest_script runs both forms.)"""
     from .pipeline import SCRIPT_PATH
 
-    return SCRIPT_PATH.read_text(encoding="utf-8")
+    lines = SCRIPT_PATH.read_text(encoding="utf-8").split("\n")
+    kept = [ln for ln in lines if ln.strip() and not (ln.lstrip().startswith("#") and not ln.startswith("#!"))]
+    return "\n".join(kept) + "\n"
 
 
 def _failure(reason: str, advice: str) -> dict[str, str]:
@@ -130,7 +139,7 @@ class Collector:
         if url and not _URL_OK.match(url):
             url = ""  # never hand the guest anything shell-unsafe
         params = {"since": str(int(since)), "max_bytes": str(int(self.settings.collect_max_bytes)), "upload_url": url}
-        invoke_id = self.ecs.run_command(region, instance_id, _script_text(), params, self.settings.collect_command_timeout)
+        invoke_id = self.ecs.run_command(region, instance_id, guest_command(), params, self.settings.collect_command_timeout)
 
         def finished() -> InvocationResult:
             r = self.ecs.invocation_result(region, invoke_id, instance_id)

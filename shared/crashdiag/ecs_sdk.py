@@ -112,11 +112,16 @@ class SdkEcsApi:
     @classmethod
     def from_settings(cls, settings: Any) -> SdkEcsApi:
         """The client the collect function uses, configured from ``Settings``."""
+        endpoint, protocol = settings.ecs_endpoint or None, "https"
+        if endpoint and endpoint.startswith(("http://", "https://")):
+            # An explicit scheme: "http://127.0.0.1:8080" for a local stand-in.
+            protocol, endpoint = endpoint.split("://", 1)
         return cls(
             access_key_id=settings.access_key_id or None,
             access_key_secret=settings.access_key_secret or None,
             security_token=settings.security_token or None,
-            endpoint=settings.ecs_endpoint or None,
+            endpoint=endpoint,
+            protocol=protocol,
         )
 
     def __repr__(self) -> str:  # no credentials, ever

@@ -28,6 +28,8 @@ from pathlib import Path
 
 from .ecs import OUTPUT_LIMIT, CloudError, InvocationResult
 
+COMMAND_LIMIT = 24 * 1024  # RunCommand's CommandContent, base64
+
 SCRIPT_TIMEOUT = 120
 
 
@@ -130,6 +132,10 @@ class SimulatedCloud:
             return self._get(region, instance_id).agent_online
 
     def run_command(self, region: str, instance_id: str, script: str, parameters: dict[str, str], timeout: int) -> str:
+        import base64
+
+        if len(base64.b64encode(script.encode())) > COMMAND_LIMIT:
+            raise CloudError("InvalidParameter.CommandContent", "CommandContent is over 24 KB in base64")
         with self._lock:
             self.calls.append(("RunCommand", instance_id))
             inst = self._get(region, instance_id)

@@ -1,0 +1,429 @@
+"""template.yml against the code it deploys.
+
+The template uses the map form of ROS intrinsics only (``Ref:``, ``Fn::Sub:`` ...), so
+``yaml.safe_load`` reads it. Each check ties a part of the template to the code that
+depends on it: handlers, environment variables, the RAM actions the SDK calls make, the
+object keys the pipeline writes and the packaging layout.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from crashdiag.settings import ENV
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT / "shared" / "crashdiag"
+TEMPLATE = yaml.safe_load((ROOT / "template.yml").read_text(encoding="utf-8"))
+RESOURCES: dict[str, dict] = TEMPLATE["Resources"]
+PARAMETERS: dict[str, dict] = TEMPLATE.get("Parameters", {})
+
+CRASH_TYPES = ("ecs:Instance:InstanceFailure.Reboot", "ecs:Instance:SystemFailure.Reboot")
+SECRETS = {"ALIBABA_CLOUD_ACCESS_KEY_ID", "ALIBABA_CLOUD_ACCESS_KEY_SECRET", "ALIBABA_CLOUD_SECURITY_TOKEN"}
+
+
+def _load_package_tool():
+    spec = importlib.util.spec_from_file_location("crashdiag_package_tool", ROOT / "tools" / "package.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# -- template helpers -----------------------------------------------------------------------
+
+
+def of_type(type_: str) -> dict[str, dict]:
+    return {name: r for name, r in RESOURCES.items() if r["Type"] == type_}
+
+
+def props(logical_id: str) -> dict:
+    return RESOURCES[logical_id].get("Properties", {})
+
+
+FUNCTIONS: dict[str, dict] = {r["Properties"]["FunctionName"]: r["Properties"] for r in of_type("ALIYUN::FC::Function").values()}
+FUNCTION_IDS: dict[str, str] = {r["Properties"]["FunctionName"]: lid for lid, r in of_type("ALIYUN::FC::Function").items()}
+
+
+def walk(node):
+    yield node
+    if isinstance(node, dict):
+        for v in node.values():
+            yield from walk(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from walk(v)
+
+
+def text(value) -> str:
+    """A template string value as text: literals as is, Fn::Sub's pattern, Ref as ${Name}."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and "Fn::Sub" in value:
+        sub = value["Fn::Sub"]
+        return sub if isinstance(sub, str) else sub[0]
+    if isinstance(value, dict) and "Ref" in value:
+        return "${" + value["Ref"] + "}"
+    raise AssertionError(f"not a string-like template value: {value!r}")
+
+
+def statements(role_id: str) -> list[dict]:
+    """Every policy statement of a role's inline policies, both branches of any Fn::If."""
+    out = []
+    for node in walk(props(role_id).get("Policies", [])):
+        if isinstance(node, dict) and "PolicyDocument" in node:
+            out.extend(node["PolicyDocument"]["Statement"])
+    return out
+
+
+def actions(role_id: str, service: str | None = None) -> set[str]:
+    found = set()
+    for st in statements(role_id):
+        acts = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
+        found.update(a for a in acts if service is None or a.startswith(service + ":"))
+    return found
+
+
+def resources_for(role_id: str, action: str) -> list[str]:
+    out = []
+    for st in statements(role_id):
+        acts = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
+        if action in acts:
+            res = st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]]
+            out.extend(text(r) for r in res)
+    return out
+
+
+def role_of_service() -> str:
+    (service,) = of_type("ALIYUN::FC::Service").values()
+    role_id, attr = service["Properties"]["Role"]["Fn::GetAtt"]
+    assert attr == "Arn"
+    return role_id
+
+
+def oss_triggers() -> dict[str, dict]:
+    return {lid: r["Properties"] for lid, r in of_type("ALIYUN::FC::Trigger").items() if r["Properties"]["TriggerType"] == "oss"}
+
+
+def trigger_matches(trigger: dict, key: str) -> bool:
+    f = trigger["TriggerConfig"].get("Filter", {}).get("Key", {})
+    return key.startswith(f.get("Prefix", "")) and key.endswith(f.get("Suffix", ""))
+
+
+# -- the template as ROS ------------------------------------------------------------------------
+
+
+def test_plain_ros_template():
+    assert TEMPLATE["ROSTemplateFormatVersion"] == "2015-09-01"
+    assert TEMPLATE.get("Description")
+    assert all(r["Type"].startswith("ALIYUN::") for r in RESOURCES.values())
+    kinds = {r["Type"] for r in RESOURCES.values()}
+    for needed in ("ALIYUN::FC::Service", "ALIYUN::FC::Function", "ALIYUN::FC::Trigger", "ALIYUN::EventBridge::Rule",
+                   "ALIYUN::OSS::Bucket", "ALIYUN::RAM::Role"):
+        assert needed in kinds
+
+
+def test_references_resolve():
+    """Every Ref, Fn::GetAtt, ${...} in Fn::Sub, condition and DependsOn names something real."""
+    known = set(PARAMETERS) | set(RESOURCES)
+    conditions = set(TEMPLATE.get("Conditions", {}))
+    for node in walk(TEMPLATE):
+        if not isinstance(node, dict):
+            continue
+        if "Ref" in node:
+            ref = node["Ref"]
+            assert ref in known or ref.startswith("ALIYUN::"), ref
+        if "Fn::GetAtt" in node:
+            assert node["Fn::GetAtt"][0] in RESOURCES, node
+        if "Fn::Sub" in node:
+            for var in re.findall(r"\$\{([^}]+)\}", text(node)):
+                assert var in PARAMETERS or var.startswith("ALIYUN::"), var
+        if "Fn::If" in node:
+            assert node["Fn::If"][0] in conditions, node
+    for lid, r in RESOURCES.items():
+        deps = r.get("DependsOn", [])
+        for dep in [deps] if isinstance(deps, str) else deps:
+            assert dep in RESOURCES, (lid, dep)
+
+
+# -- functions ---------------------------------------------------------------------------------
+
+
+def test_one_function_per_handler_folder():
+    folders = {p.parent.name for p in (ROOT / "functions").glob("*/index.py")}
+    assert set(FUNCTIONS) == folders
+
+
+@pytest.mark.parametrize("name", sorted(FUNCTIONS))
+def test_handler_resolves_and_imports(name):
+    fn = FUNCTIONS[name]
+    module, attr = fn["Handler"].rsplit(".", 1)
+    # FC's Python handler is <file>.<method> at the code root: the package puts
+    # functions/<name>/<file>.py there.
+    path = ROOT / "functions" / name / f"{module}.py"
+    assert path.is_file(), f"{fn['Handler']} names no file for {name}"
+    code = (
+        "import inspect, sys\n"
+        f"sys.path[:0] = [{str(path.parent)!r}, {str(ROOT / 'shared')!r}]\n"
+        f"import {module} as m\n"
+        f"h = getattr(m, {attr!r})\n"
+        "assert callable(h), 'handler is not callable'\n"
+        "print(len(inspect.signature(h).parameters))\n"
+    )
+    r = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "2", "an FC event handler takes (event, context)"
+
+
+def test_runtime_and_code_objects_match_the_package_layout():
+    package = _load_package_tool()
+    for name, fn in FUNCTIONS.items():
+        assert fn["Runtime"] == f"python{package.DEFAULT_PYTHON_VERSION}", name
+        assert fn["Handler"] == "index.handler", name
+        code = fn["Code"]
+        assert text(code["OssBucketName"]) == "${CodeBucket}"
+        assert text(code["OssObjectName"]) == "${CodeObjectPrefix}" + package.zip_name(name)
+
+
+@pytest.mark.parametrize("name", sorted(FUNCTIONS))
+def test_environment_variables_are_settings_the_code_reads(name):
+    env = FUNCTIONS[name].get("EnvironmentVariables", {})
+    unknown = set(env) - set(ENV)
+    assert not unknown, f"{name} sets variables no code reads: {sorted(unknown)}"
+    assert not set(env) & SECRETS, "FC supplies the role's credentials itself"
+    for var in ("CRASHDIAG_LANG", "CRASHDIAG_REGION", "OSS_BUCKET", "OSS_ENDPOINT"):
+        assert var in env, f"{name} lacks {var}"
+    assert env["OSS_BUCKET"] == {"Fn::GetAtt": ["Bucket", "Name"]}
+    for var, value in env.items():
+        if ENV[var][1] is int:
+            assert isinstance(value, str) and int(value) > 0, (var, value)  # FC wants strings
+    lang = PARAMETERS[env["CRASHDIAG_LANG"]["Ref"]]
+    assert set(lang["AllowedValues"]) == {"en", "zh"}
+
+
+def test_on_ecs_event_knows_how_to_start_collect():
+    env = FUNCTIONS["on_ecs_event"]["EnvironmentVariables"]
+    assert env["CRASHDIAG_COLLECT_FUNCTION"] in FUNCTIONS and env["CRASHDIAG_COLLECT_FUNCTION"] == "collect"
+    (service,) = of_type("ALIYUN::FC::Service").values()
+    assert env["CRASHDIAG_FC_SERVICE"] == service["Properties"]["ServiceName"]
+    assert re.fullmatch(r"https://\$\{ALIYUN::TenantId\}\.\$\{ALIYUN::Region\}-internal\.fc\.aliyuncs\.com",
+                        text(env["CRASHDIAG_FC_ENDPOINT"]))
+    for name, fn in FUNCTIONS.items():
+        assert text(fn["ServiceName"]) == text(service["Properties"]["ServiceName"]), name
+
+
+def test_collect_budget_fits_its_timeout():
+    fn = FUNCTIONS["collect"]
+    env = fn["EnvironmentVariables"]
+    wait, command = int(env["COLLECT_WAIT_SECONDS"]), int(env["COLLECT_COMMAND_TIMEOUT"])
+    # collect.py: the command may start at the end of the wait and is polled for its
+    # timeout + 30 s; then the console fallback and the SDK retry deadline (60 s).
+    assert wait + command + 30 + 60 <= fn["Timeout"] <= 600  # 600: the ROS reference's maximum
+    assert FUNCTIONS["on_ecs_event"]["MemorySize"] < fn["MemorySize"]  # only collect imports the ECS SDK
+    for f in FUNCTIONS.values():
+        assert f["MemorySize"] % 64 == 0 and 128 <= f["MemorySize"] <= 3072
+
+
+def test_async_invocations_retry_and_keep_their_failures():
+    queues = of_type("ALIYUN::MNS::Queue")
+    assert len(queues) == 1
+    ((queue_id, queue),) = queues.items()
+    queue_name = text(queue["Properties"]["QueueName"])
+    role = role_of_service()
+    for name in ("collect", "diagnose"):
+        cfg = FUNCTIONS[name]["AsyncConfiguration"]
+        assert 1 <= cfg["MaxAsyncRetryAttempts"] <= 8, name
+        assert cfg["MaxAsyncEventAgeInSeconds"] > 0
+        dest = text(cfg["Destination"]["OnFailure"])
+        assert dest == "acs:mns:${ALIYUN::Region}:${ALIYUN::TenantId}:/queues/" + queue_name + "/messages"
+        assert queue_id in RESOURCES[FUNCTION_IDS[name]]["DependsOn"]
+        assert dest in resources_for(role, "mns:SendMessage")  # FC delivers with the service role
+
+
+# -- permissions -------------------------------------------------------------------------------
+
+
+def _roles() -> dict[str, dict]:
+    return of_type("ALIYUN::RAM::Role")
+
+
+def test_roles_trust_the_right_services():
+    trust = {lid: r["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"]["Service"] for lid, r in _roles().items()}
+    assert trust[role_of_service()] == ["fc.aliyuncs.com"]
+    for t in oss_triggers().values():
+        assert trust[t["InvocationRole"]["Fn::GetAtt"][0]] == ["oss.aliyuncs.com"]
+
+
+def test_no_wildcard_actions():
+    for lid in _roles():
+        for action in actions(lid):
+            assert "*" not in action, f"{lid} grants {action}"
+        for st in statements(lid):
+            assert st["Effect"] == "Allow"
+
+
+def ecs_actions_in_code() -> set[str]:
+    source = (SHARED / "ecs_sdk.py").read_text(encoding="utf-8")
+    requests = {f"ecs:{m}" for m in re.findall(r"models\.(\w+)Request\(", source)}
+    labels = {f"ecs:{m}" for m in re.findall(r"self\._call\(\s*\"(\w+)\"", source)}
+    assert requests and requests == labels, "ecs_sdk.py: request classes and _call labels disagree"
+    return requests
+
+
+def test_ecs_actions_are_exactly_the_sdk_calls():
+    assert actions(role_of_service(), "ecs") == ecs_actions_in_code()
+
+
+# oss2 call -> the RAM action OSS authorises it as; constructors make no request.
+OSS_CALLS = {
+    "put_object": {"oss:PutObject"},
+    "get_object": {"oss:GetObject"},
+    "head_object": {"oss:GetObject"},
+    "get_object_meta": {"oss:GetObject"},
+    "list_objects": {"oss:ListObjects"},
+    "list_objects_v2": {"oss:ListObjects"},
+    "ObjectIterator": {"oss:ListObjects"},
+    "ObjectIteratorV2": {"oss:ListObjects"},
+    "sign_url": set(),  # the request made with the URL is authorised by its method, below
+}
+OSS_CONSTRUCTORS = {"Bucket", "Auth", "AuthV2", "AuthV4", "StsAuth", "AnonymousAuth"}
+
+
+def oss_actions_in_code() -> set[str]:
+    source = (SHARED / "oss_store.py").read_text(encoding="utf-8")
+    calls = set(re.findall(r"(?:self\.bucket|self\._oss2|oss2)\.(\w+)\(", source)) - OSS_CONSTRUCTORS
+    unmapped = calls - set(OSS_CALLS)
+    assert not unmapped, f"oss_store.py calls {sorted(unmapped)}: map them to RAM actions here and in template.yml"
+    needed = set().union(*(OSS_CALLS[c] for c in calls))
+    for method in re.findall(r"_sign\(\s*\"(GET|PUT)\"", source):
+        needed.add({"GET": "oss:GetObject", "PUT": "oss:PutObject"}[method])
+    return needed
+
+
+def test_oss_actions_cover_the_store_calls_on_our_bucket_only():
+    role = role_of_service()
+    assert actions(role, "oss") == oss_actions_in_code()
+    assert text(props("Bucket")["BucketName"]) == "${BucketName}"
+    for action in actions(role, "oss"):
+        for res in resources_for(role, action):
+            assert res in ("acs:oss:*:*:${BucketName}", "acs:oss:*:*:${BucketName}/*"), (action, res)
+    assert resources_for(role, "oss:ListObjects") == ["acs:oss:*:*:${BucketName}"]
+
+
+def test_fc_invoke_is_scoped_to_collect():
+    role = role_of_service()
+    assert actions(role, "fc") == {"fc:InvokeFunction"}
+    for res in resources_for(role, "fc:InvokeFunction"):
+        assert re.fullmatch(r"acs:fc:\$\{ALIYUN::Region\}:\$\{ALIYUN::TenantId\}:services/\$\{ServiceName\}(\.\*)?/functions/collect", res), res
+    assert set(actions(role)) - ecs_actions_in_code() - oss_actions_in_code() <= {
+        "fc:InvokeFunction", "mns:SendMessage", "log:PostLogStoreLogs"}
+
+
+# -- event sources -----------------------------------------------------------------------------
+
+
+def test_eventbridge_rule_routes_both_crash_types_to_on_ecs_event():
+    ((_, rule),) = of_type("ALIYUN::EventBridge::Rule").items()
+    p = rule["Properties"]
+    assert p["EventBusName"] == "default"
+    pattern = p["FilterPattern"]
+    assert pattern["source"] == ["acs.ecs"]
+    types = [t if isinstance(t, str) else t["prefix"] for t in pattern["type"]]
+    for crash in CRASH_TYPES:
+        assert crash in types
+    assert len(types) <= 5
+    # events of other kinds stay out
+    assert not any("Maintenance" in t or "StateChange" in t for t in types)
+    (target,) = p["Targets"]
+    assert target["Type"] == "acs.fc.function"
+    assert text(target["Endpoint"]).endswith("services/${ServiceName}.LATEST/functions/on_ecs_event")
+    params = {pl["ResourceKey"]: pl for pl in target["ParamList"]}
+    assert params["functionName"]["Value"] == "on_ecs_event" and "on_ecs_event" in FUNCTIONS
+    assert text(params["serviceName"]["Value"]) == "${ServiceName}"
+    assert params["Body"]["Form"] == "ORIGINAL"
+
+
+def _sample_keys():
+    """Keys as the pipeline writes them (docs/PIPELINE.md), for one incident."""
+    inc = "incidents/cn-hangzhou/i-bp1crashdemo01/e-bp1crash0001/"
+    return {
+        "crash_log": inc + "crash.log",
+        "written": [inc + "event.json", inc + "events/Executed.json", inc + "state/00-received.json",
+                    inc + "state/20-collected.json", inc + "collect.json", inc + "guest-upload.log",
+                    inc + "report.json", inc + "report.md", "reports/inbox/messages.txt/report.json",
+                    "reports/inbox/messages.txt/report.md", "failures/2026-11-26/0123456789abcdef0123.json"],
+    }
+
+
+def _diagnose_accepts(key: str) -> bool:
+    """Whether Pipeline.diagnose takes the key (it reaches the store) or refuses it."""
+    from crashdiag.pipeline import Pipeline
+    from crashdiag.settings import Settings
+
+    class Reached(Exception):
+        pass
+
+    class Store:
+        def __getattr__(self, name):
+            def call(*a, **k):
+                raise Reached(name)
+            return call
+
+    try:
+        Pipeline(Store(), None, None, Settings.from_env({})).diagnose(key)
+    except Reached:
+        return True
+    except ValueError:
+        return False
+    raise AssertionError("diagnose finished without touching the store")
+
+
+def test_oss_triggers_fire_on_what_collect_writes_and_nothing_diagnose_writes():
+    triggers = oss_triggers()
+    assert len(triggers) == 2
+    for t in triggers.values():
+        assert t["FunctionName"] == "diagnose" and "diagnose" in FUNCTIONS
+        assert text(t["TriggerConfig"]["BucketName"]) == "${BucketName}"
+        assert text(t["SourceArn"]) == "acs:oss:${ALIYUN::Region}:${ALIYUN::TenantId}:${BucketName}"
+        assert all(e.startswith("oss:ObjectCreated:") for e in t["TriggerConfig"]["Events"])
+        assert "oss:ObjectCreated:PutObject" in t["TriggerConfig"]["Events"]  # what put_object sends
+        role = t["InvocationRole"]["Fn::GetAtt"][0]
+        assert actions(role) == {"fc:InvokeFunction"}
+        assert all(r.endswith("/functions/diagnose") for r in resources_for(role, "fc:InvokeFunction"))
+
+    keys = _sample_keys()
+    inbox_event = json.loads((ROOT / "events" / "oss-object-created-inbox.json").read_text())
+    inbox_key = inbox_event["events"][0]["oss"]["object"]["key"]
+    for key in (keys["crash_log"], inbox_key):
+        assert sum(trigger_matches(t, key) for t in triggers.values()) == 1, key
+        assert _diagnose_accepts(key), key
+    for key in keys["written"]:
+        assert not any(trigger_matches(t, key) for t in triggers.values()), f"{key} would re-trigger diagnose"
+    # a log of any name dropped into the inbox is taken too
+    inbox = [t for t in triggers.values() if "Suffix" not in t["TriggerConfig"]["Filter"]["Key"]]
+    assert len(inbox) == 1
+    for name in ("messages", "vmcore-dmesg.txt", "kern.log.1"):
+        key = inbox[0]["TriggerConfig"]["Filter"]["Key"]["Prefix"] + name
+        assert trigger_matches(inbox[0], key) and _diagnose_accepts(key)
+
+
+def test_pipeline_still_writes_the_trigger_keys():
+    source = (SHARED / "pipeline.py").read_text(encoding="utf-8")
+    assert re.search(r"_put\(f\"\{prefix\}crash\.log\"", source), "collect no longer writes <prefix>crash.log"
+    assert '"incidents/' in source
+
+
+def test_outputs_name_the_bucket_and_functions():
+    outputs = TEMPLATE["Outputs"]
+    assert outputs["BucketName"]["Value"] == {"Fn::GetAtt": ["Bucket", "Name"]}
+    arns = {o["Value"]["Fn::GetAtt"][0] for o in outputs.values() if isinstance(o["Value"], dict)
+            and o["Value"].get("Fn::GetAtt", [None, None])[1] == "ARN"}
+    assert arns == set(FUNCTION_IDS.values())
+
