@@ -171,7 +171,9 @@ class Pipeline:
         if record is None:
             raise ValueError(f"no incident at {prefix}")
         ev = record["event"]
-        self.set_state(prefix, "collecting")
+        if not self._claim_collect(prefix):
+            log.info("collection of %s is already running in another invocation", prefix)
+            return {"in_progress": True}
         from .collect import Collector
 
         result = Collector(self.ecs, self.settings, self.clock, self.sleep).collect(
@@ -195,6 +197,21 @@ class Pipeline:
             self._put(f"{prefix}collect.json", _json(result), if_absent=True)
             self.set_state(prefix, "failed", reason=result["failure"]["reason"], advice=result["failure"]["advice"])
         return result
+
+    def _claim_collect(self, prefix: str) -> bool:
+        """Take the incident's collection. Two invocations at once (FC may start a retry
+        while the first still runs): the second backs off. A claim older than one whole
+        collection is a dead invocation's (FC killed it at its timeout): take it over."""
+        if self.set_state(prefix, "collecting"):
+            return True
+        claim = self._get_json(f"{prefix}state/{STATES['collecting']}-collecting.json") or {}
+        try:
+            at = dt.datetime.fromisoformat(str(claim.get("at", "")).replace("Z", "+00:00"))
+        except ValueError:
+            return True
+        age = (dt.datetime.now(dt.timezone.utc) - at).total_seconds()
+        budget = self.settings.collect_wait_seconds + self.settings.collect_command_timeout + 60
+        return age > budget
 
     def _prefix_from_ref(self, ref: dict) -> str:
         from .events import EVENT_ID, INSTANCE_ID, REGION
