@@ -26,6 +26,11 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/run.py
 
+# 500 crash events (300 instances, duplicates, both forms, 10% malformed) through the
+# pipeline against the local stand-ins; fails unless every event is accounted for once.
+storm: $(STAMP)
+	$(PY) bench/storm.py
+
 # Function Compute code packages: dist/<function>.zip (one per function, index.py at the
 # root; see tools/package.py). Needs PyPI; upload them where template.yml's CodeBucket and
 # CodeObjectPrefix point.

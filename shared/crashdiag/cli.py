@@ -50,7 +50,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
+    import logging
+
     from .replay import default_settings, render_replay, replay
+
+    # The summary printed below already says what was skipped or rejected.
+    logging.getLogger("crashdiag").setLevel(logging.ERROR)
 
     try:
         settings = default_settings(args.store, args.instances, args.lang)

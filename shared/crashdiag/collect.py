@@ -129,9 +129,9 @@ class Collector:
             return True
 
         try:
-            # Give the agent a short while after boot, not the whole budget: the console
+            # Give the agent a quarter of the budget after boot, not all of it: the console
             # fallback needs time too.
-            self._wait(min(deadline, self.clock() + max(30, self.settings.collect_wait_seconds // 4)), online)
+            self._wait(min(deadline, self.clock() + max(1, self.settings.collect_wait_seconds // 4)), online)
         except _NotYet:
             result["attempts"].append({"step": "cloud_assistant", "error": "agent offline"})
             return False

@@ -1,0 +1,236 @@
+"""`make storm`: a crash storm through the pipeline, against the local stand-ins.
+
+500 events (by default) for 300 distinct instances: duplicates and redeliveries, both
+event forms, both statuses, 10% malformed, a mix of crash kinds (the six simulated
+instance templates in events/instances/) and of collection outcomes (kdump, journal,
+syslog, serial console, nothing at all). They go through the real pipeline with a pool of
+workers, over real HTTP: oss2 → OSS stand-in, the ECS SDK → ECS stand-in (which runs the
+real guest script), and FC's async invocation run in-line by the worker.
+
+Pass condition: every valid event is accounted for exactly once (one incident per eventId,
+each ending in a report or a recorded failure), duplicates are suppressed, and every
+malformed event is recorded. Prints a summary table; exits non-zero when the condition
+fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+for p in (ROOT / "shared", ROOT / "tests"):
+    if str(p) not in sys.path:
+        sys.path.insert(0, str(p))
+
+TEMPLATES = ["i-bp1kdumpel7demo01", "i-bp1oompanic0002", "i-bp1ubuntu0000003", "i-bp1bootloop00004",
+             "i-bp1journalonly05", "i-bp1bigmessages06"]
+
+
+@dataclass
+class StormResult:
+    events_in: int = 0
+    valid_events: int = 0
+    distinct_incidents: int = 0
+    incidents_created: int = 0
+    duplicates_suppressed: int = 0
+    skipped: int = 0
+    rejected: int = 0
+    rejected_recorded: int = 0
+    reports: int = 0
+    failures: Counter = field(default_factory=Counter)
+    kinds: Counter = field(default_factory=Counter)
+    methods: Counter = field(default_factory=Counter)
+    wall_s: float = 0.0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def table(self) -> str:
+        rows = [
+            ("events in", self.events_in), ("valid crash events", self.valid_events),
+            ("incidents created", self.incidents_created), ("distinct eventIds", self.distinct_incidents),
+            ("duplicates suppressed", self.duplicates_suppressed), ("skipped (not a crash)", self.skipped),
+            ("malformed, recorded", f"{self.rejected_recorded}/{self.rejected}"), ("reports written", self.reports),
+            ("recorded failures", sum(self.failures.values())),
+            ("wall time", f"{self.wall_s:.1f} s"), ("events per second", f"{self.events_in / max(self.wall_s, 1e-9):.1f}"),
+        ]
+        out = ["| measure | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows]
+        out.append("")
+        out.append("kinds: " + ", ".join(f"{k} {v}" for k, v in self.kinds.most_common()))
+        out.append("collected from: " + ", ".join(f"{k} {v}" for k, v in self.methods.most_common()))
+        for reason, n in self.failures.most_common():
+            out.append(f"failure x{n}: {reason}")
+        out.append("PASS" if self.ok else "FAIL:\n  " + "\n  ".join(self.problems))
+        return "\n".join(out)
+
+
+def make_events(n_events: int, n_instances: int, seed: int = 7) -> tuple[list[bytes], dict[str, str]]:
+    """Events plus the instance -> template map they refer to."""
+    rnd = random.Random(seed)
+    instances = {f"i-storm{i:08d}": TEMPLATES[i % len(TEMPLATES)] for i in range(n_instances)}
+    ids = list(instances)
+    events: list[bytes] = []
+    n_malformed = n_events // 10
+    valid_budget = n_events - n_malformed
+    # Every instance crashes once; the rest of the budget is redeliveries and the other status.
+    base = []
+    for i, inst in enumerate(ids):
+        base.append((inst, f"e-storm{i:08d}"))
+    while len(events) < valid_budget:
+        inst, eid = base[len(events)] if len(events) < len(base) else rnd.choice(base)
+        status = rnd.choice(["Executing", "Executed"])
+        form = rnd.choice(["eventbridge", "cloudmonitor"])
+        code = "SystemFailure.Reboot" if instances[inst] == "i-bp1bootloop00004" else "InstanceFailure.Reboot"
+        events.append(_event(form, eid, inst, status, code))
+    for i in range(n_malformed):
+        kind = i % 4
+        if kind == 0:
+            events.append(b'{"specversion": "1.0", "source": "acs.ecs", "data": ')
+        elif kind == 1:
+            events.append(_event("eventbridge", f"e-bad{i:06d}", "i-NOT;valid", "Executing"))
+        elif kind == 2:
+            events.append(json.dumps({"specversion": "1.0", "id": f"w{i}", "source": "acs.rds", "data": {}}).encode())
+        else:
+            events.append(json.dumps([1, 2, 3]).encode())
+    rnd.shuffle(events)
+    return events, instances
+
+
+def _event(form: str, eid: str, inst: str, status: str, code: str = "InstanceFailure.Reboot") -> bytes:
+    details = {"eventId": eid, "instanceId": inst, "eventType": code, "eventStatus": status,
+               "publishTime": "2026-11-26T10:02:31Z", "executeStartTime": "2026-11-26T10:00:01Z"}
+    if form == "eventbridge":
+        ev = {"specversion": "1.0", "id": f"eb-{eid}-{status}", "source": "acs.ecs", "type": f"ecs:Instance:{code}",
+              "subject": f"acs:ecs:cn-hangzhou:1234567890123456:instance/{inst}", "aliyunregionid": "cn-hangzhou",
+              "data": details}
+    else:
+        ev = {"product": "ECS", "resourceId": f"acs:ecs:cn-hangzhou:1234567890123456:instance/{inst}",
+              "regionId": "cn-hangzhou", "name": f"Instance:{code}:{status}", "id": f"cm-{eid}-{status}", "content": details}
+    return json.dumps(ev).encode()
+
+
+def build_cloud(instances: dict[str, str]):
+    from crashdiag.simulate import SimInstance, SimulatedCloud
+
+    templates = {t: SimInstance.from_dir(ROOT / "events" / "instances" / t) for t in TEMPLATES}
+    cloud = {}
+    for inst, t in instances.items():
+        tpl = templates[t]
+        cloud[inst] = SimInstance(inst, tpl.region, tpl.root, tpl.name, list(tpl.statuses), tpl.agent_online,
+                                  tpl.running_polls, tpl.error_code, tpl.console)
+    # A few collection outcomes beyond the templates': nothing at all to collect.
+    for inst in list(cloud)[5::37]:
+        cloud[inst].error_code, cloud[inst].console = "ClientNotResponse", None
+    return SimulatedCloud(cloud)
+
+
+def run_storm(n_events: int = 500, n_instances: int = 300, workers: int = 8, store=None) -> StormResult:
+    """Run a storm against fresh stand-ins (or an injected store) and check the outcome."""
+    from crashdiag.ecs_sdk import SdkEcsApi
+    from crashdiag.invoke import InlineInvoker
+    from crashdiag.pipeline import Pipeline
+    from crashdiag.settings import Settings
+    from standins.ecs import STANDIN_KEY_ID, STANDIN_SECRET, EcsStandIn
+
+    events, instances = make_events(n_events, n_instances)
+    cloud = build_cloud(instances)
+    oss = None
+    if store is None:
+        import oss2
+
+        from crashdiag.oss_store import OssStore
+        from standins.oss import OssStandIn
+
+        oss = OssStandIn().start()
+        oss.create_bucket("storm")
+        store = OssStore(oss2.Bucket(oss2.Auth("storm", "storm"), oss.endpoint, "storm"))
+    res = StormResult(events_in=len(events))
+    try:
+        with EcsStandIn(cloud) as ecs_server:
+            ecs = SdkEcsApi(access_key_id=STANDIN_KEY_ID, access_key_secret=STANDIN_SECRET, endpoint=ecs_server.endpoint,
+                            protocol="http", read_timeout=60, attempts=5, deadline=120, backoff_initial=0.05, backoff_max=0.5)
+            # Simulated guests answer at once: a short budget keeps agent-offline waits short.
+            settings = Settings(collect_wait_seconds=8, collect_poll_seconds=0.02, collect_command_timeout=60)
+            pipeline = Pipeline(store, ecs, None, settings)
+
+            def collect_then_diagnose(payload: bytes) -> None:
+                ref = json.loads(payload)
+                pipeline.collect(ref)
+                key = f"incidents/{ref['region']}/{ref['instance_id']}/{ref['incident_id']}/crash.log"
+                if store.exists(key):
+                    pipeline.diagnose(key)
+
+            pipeline.invoker = InlineInvoker({settings.fc_collect_function: collect_then_diagnose})
+            t0 = time.perf_counter()
+            with ThreadPoolExecutor(workers) as pool:
+                summaries = list(pool.map(pipeline.ingest, events))
+            res.wall_s = time.perf_counter() - t0
+            _account(res, summaries, store, events)
+    finally:
+        if oss is not None:
+            oss.stop()
+    return res
+
+
+def _account(res: StormResult, summaries, store, events) -> None:
+    from crashdiag.events import Accepted, parse_events
+
+    valid_ids = set()
+    for raw in events:
+        for o in parse_events(raw):
+            if isinstance(o, Accepted):
+                res.valid_events += 1
+                valid_ids.add(o.event.prefix)
+    res.distinct_incidents = len(valid_ids)
+    created = [p for s in summaries for p in s.accepted]
+    res.incidents_created = len(created)
+    res.duplicates_suppressed = sum(len(s.duplicates) for s in summaries)
+    res.skipped = sum(len(s.skipped) for s in summaries)
+    res.rejected = sum(len(s.rejected) for s in summaries)
+    res.rejected_recorded = sum(1 for s in summaries for r in s.rejected if store.exists(r["record"]))
+    if len(created) != len(set(created)):
+        res.problems.append("an incident was created twice")
+    if set(created) != valid_ids:
+        res.problems.append(f"{len(valid_ids - set(created))} valid incidents were never created")
+    if res.incidents_created + res.duplicates_suppressed != res.valid_events:
+        res.problems.append("valid events do not add up to incidents + duplicates")
+    if res.rejected_recorded != res.rejected:
+        res.problems.append("a malformed event was not recorded")
+    for prefix in sorted(valid_ids):
+        if store.exists(f"{prefix}report.json"):
+            res.reports += 1
+            rep = json.loads(store.get(f"{prefix}report.json"))
+            res.kinds[rep["diagnosis"]["kind"]] += 1
+            res.methods[rep["collection"]["method"]] += 1
+        elif store.exists(f"{prefix}state/90-failed.json"):
+            res.failures[json.loads(store.get(f"{prefix}state/90-failed.json"))["reason"]] += 1
+        else:
+            res.problems.append(f"{prefix} ended neither in a report nor in a recorded failure")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--events", type=int, default=500)
+    ap.add_argument("--instances", type=int, default=300)
+    ap.add_argument("--workers", type=int, default=8)
+    a = ap.parse_args()
+    import logging
+
+    logging.getLogger("crashdiag").setLevel(logging.ERROR)  # the table counts rejections
+    res = run_storm(a.events, a.instances, a.workers)
+    print(res.table())
+    return 0 if res.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

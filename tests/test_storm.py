@@ -1,0 +1,20 @@
+"""A small crash storm through the pipeline over the stand-ins (`make storm` runs 500)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+
+from storm import run_storm  # noqa: E402
+
+
+def test_storm_accounts_for_every_event_exactly_once():
+    res = run_storm(n_events=80, n_instances=40, workers=6)
+    assert res.ok, res.table()
+    assert res.incidents_created == res.distinct_incidents == 40
+    assert res.duplicates_suppressed == res.valid_events - 40 > 0
+    assert res.rejected == res.rejected_recorded >= 8  # a batch [1, 2, 3] is three rejections
+    assert res.reports + sum(res.failures.values()) == 40
+    assert {"kdump", "journal", "messages", "console"} <= set(res.methods)
