@@ -30,6 +30,7 @@ class Rule:
     text_any: tuple[re.Pattern[str], ...]
     not_text: tuple[re.Pattern[str], ...]
     panic: re.Pattern[str] | None
+    context_any: tuple[re.Pattern[str], ...] = ()
 
     @property
     def priority(self) -> int:
@@ -82,11 +83,12 @@ def load_rule(path: Path) -> Rule:
         text_any = tuple(re.compile(p) for p in spec.get("text_any", ()))
         not_text = tuple(re.compile(p) for p in spec.get("not_text", ()))
         panic = re.compile(spec["panic"]) if "panic" in spec else None
+        context_any = tuple(re.compile(p) for p in spec.get("context_any", ()))
     except re.error as exc:
         raise RuleError(f"{path.name}: bad regex: {exc}") from None
     if not spec:
         raise RuleError(f"{path.name}: match is empty; a rule must say what it matches")
-    return Rule(data["id"], data, path, text, text_any, not_text, panic)
+    return Rule(data["id"], data, path, text, text_any, not_text, panic, context_any)
 
 
 @lru_cache(maxsize=4)
@@ -106,6 +108,7 @@ class Facts:
 
     kind: str
     lines: tuple[str, ...]
+    prelude: tuple[str, ...]  # lines just before the report (an I/O timeout before a hung task)
     panic: str
     rip_function: str | None
     functions: frozenset[str]  # trace frames and the RIP
@@ -139,6 +142,8 @@ def rule_matches(rule: Rule, f: Facts) -> bool:
         if not any(rx.search(line) for line in f.lines):
             return False
     if rule.text_any and not any(rx.search(line) for rx in rule.text_any for line in f.lines):
+        return False
+    if rule.context_any and not any(rx.search(line) for rx in rule.context_any for line in (*f.prelude, *f.lines)):
         return False
     return not any(rx.search(line) for rx in rule.not_text for line in f.lines)
 

@@ -154,6 +154,29 @@ def _list_op(r: Report) -> str:
     return "list_add" if "add" in rip_fn else "list_del" if "del" in rip_fn else "list"
 
 
+_XFS_FLAGS = {0x1: "metadata I/O error", 0x2: "log I/O error", 0x4: "forced unmount", 0x8: "in-memory corruption",
+              0x10: "on-disk corruption"}
+_XFS_WORDS = (("log error", "log I/O error"), ("log I/O", "log I/O error"), ("in-memory", "in-memory corruption"),
+              ("CRC error", "metadata corruption"), ("Metadata corruption", "metadata corruption"),
+              ("metadata I/O error", "metadata I/O error"))
+
+
+def _xfs_reason(r: Report) -> str:
+    """Why XFS shut the filesystem down: the xfs_do_force_shutdown() flag, else the wording."""
+    for e in r.events:
+        flag = e.groups.get("flag")
+        if flag:
+            value = int(flag, 16)
+            for bit, reason in sorted(_XFS_FLAGS.items()):
+                if value & bit:
+                    return reason
+    for e in r.events:
+        for words, reason in _XFS_WORDS:
+            if words in e.line.text:
+                return reason
+    return "error"
+
+
 def _title(r: Report) -> str:
     ev = r.main_event()
     if r.kind == "sysrq_crash":
@@ -175,6 +198,8 @@ def _title(r: Report) -> str:
             # "scheduling while atomic: swapper/0/0/0x00010000" -> "scheduling while atomic"
             msg = re.split(r": | at | in process | for address | on CPU", msg, maxsplit=1)[0]
         groups["msg"] = _normalise_message(msg)
+    if "{xfs_reason}" in template:
+        groups["xfs_reason"] = _xfs_reason(r)
     groups.setdefault("dev", "unknown-block")
     groups.setdefault("exitcode", "unknown")
     frame = _guilty_frame(r, groups.get("frame"))
@@ -356,6 +381,7 @@ def build_result(reports: list[Report], builder: ReportBuilder, rules: tuple[Rul
     facts = Facts(
         kind=p.kind,
         lines=tuple(ln.text for ln in p.lines),
+        prelude=tuple(ln.text for ln in p.prelude),
         panic=p.panic or "",
         rip_function=rip.get("function"),
         functions=frozenset(functions),

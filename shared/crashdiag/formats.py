@@ -358,10 +358,13 @@ FORMATS: tuple[Format, ...] = (
     # fs/xfs/xfs_error.c and xfs_fsops.c: "XFS: Internal error %s at line %d of file %s",
     # "XFS (%s): Corruption of in-memory data detected.  Shutting down filesystem",
     # "xfs_do_force_shutdown(0x%x) called from line %d of file %s".
-    _f("other", START, r"XFS(?: \([^)]*\))?: Internal error (?P<msg>\w+)", "XFS: internal error {msg} in {frame}"),
-    _f("other", START, r"XFS(?: \([^)]*\))?: (?:Corruption of in-memory data detected|Corruption detected|Metadata corruption detected)", "XFS: metadata corruption, filesystem shut down"),
-    _f("other", START, r"XFS(?: \([^)]*\))?: xfs_do_force_shutdown", "XFS: metadata corruption, filesystem shut down"),
-    _f("other", CONT, r"XFS(?: \([^)]*\))?: (?:Corruption of in-memory data detected|Please umount the filesystem)", "XFS: metadata corruption, filesystem shut down"),
+    # xfs_do_force_shutdown(flags): 0x1 metadata I/O error, 0x2 log I/O error, 0x4 forced
+    # unmount, 0x8 in-memory corruption, 0x10 on-disk corruption (fs/xfs/xfs_mount.h). 5.x+
+    # words it "Filesystem has been shut down due to log error (0x2)" and friends.
+    _f("other", START, r"XFS(?: \([^)]*\))?: Internal error (?P<msg>\w+)", "XFS: internal error {msg} in {frame}", "xfs"),
+    _f("other", START, r"XFS(?: \([^)]*\))?: xfs_do_force_shutdown\((?P<flag>0x[0-9a-f]+)\)", "XFS: filesystem shut down ({xfs_reason})", "xfs"),
+    _f("other", START, r"XFS(?: \([^)]*\))?: (?:Filesystem has been shut down due to|Corruption of in-memory data detected|Metadata corruption detected|Metadata CRC error detected|metadata I/O error|log I/O error)", "XFS: filesystem shut down ({xfs_reason})", "xfs"),
+    _f("other", CONT, r"XFS(?: \([^)]*\))?: (?:Please umount the filesystem|Please unmount the filesystem|Corruption of in-memory data detected|Log I/O Error Detected|I/O Error Detected)", "XFS: filesystem shut down ({xfs_reason})", "xfs"),
     # fs/ext4/super.c ext4_error: "EXT4-fs error (device %s): %s:%d: ..."; with
     # errors=panic it ends in panic("EXT4-fs (device %s): panic forced after error").
     _f("other", START, r"EXT4-fs error \(device [^)]*\): (?P<frame>\w+)", "EXT4-fs error in {frame}"),

@@ -70,6 +70,8 @@ _SYSLOG = re.compile(
 _KMSG = re.compile(r"^\d+,\d+,\d+,[^;]*;")  # /dev/kmsg records
 _LEVEL = re.compile(r"^<\d{1,2}>")  # dmesg -r
 _TIMESTAMP = re.compile(r"^\[\s*(\d+\.\d+)\]\s?")
+# A timestamp whose "[" was lost (a log copied from the middle of a line).
+_TIMESTAMP_REMNANT = re.compile(r"^(\d+\.\d{6})\]\s")
 _CALLER = re.compile(r"^\[\s*[TC]\d+\]\s?")  # CONFIG_PRINTK_CALLER
 
 # A line that holds several printk records (a log pasted onto one line).
@@ -104,7 +106,7 @@ def strip_prefixes(line: str) -> tuple[str, float | None, bool]:
     m = _LEVEL.match(line)
     if m:
         line = line[m.end() :]
-    m = _TIMESTAMP.match(line)
+    m = _TIMESTAMP.match(line) or _TIMESTAMP_REMNANT.match(line)
     if m:
         ts = _float(m.group(1))
         line = line[m.end() :]

@@ -17,6 +17,7 @@ from .logtext import LogLine
 
 MAX_REPORT_LINES = 600  # lines stored per report; later lines still count and can add events
 MAX_REPORTS = 200  # reports kept in detail; later ones are counted only
+PRELUDE_LINES = 120  # lines before a report kept as its prelude
 NEAR = 60  # lines within which a continuation belongs to the open report
 ABSORB = 40  # lines within which a preamble (sysrq trigger, list corruption) takes the next event
 PANIC_GAP_SECONDS = 180.0  # a panic this long after a report's last event is not its consequence
@@ -58,6 +59,7 @@ class Report:
     boot_cmdline: str | None = None
     boot_hardware: str | None = None
     lines: list[LogLine] = field(default_factory=list)
+    prelude: list[LogLine] = field(default_factory=list)  # lines just before the report
     count: int = 0  # lines seen, including those beyond MAX_REPORT_LINES
     events: list[Event] = field(default_factory=list)
     panic: str | None = None
@@ -127,7 +129,8 @@ _FRAME = re.compile(
     r"(?P<func>[A-Za-z_.$][\w.$]*)(?:\+(?P<off>0x[0-9a-f]+)(?:/0x[0-9a-f]+)?|(?=\s+\S+\.[chS]:\d+))"
     r"(?:\s+\[(?P<module>[\w-]+)(?: [0-9a-f]+)?\])?(?:\s+\S+:\d+(?::\d+)?)?(?:\s+\[inline\])?\s*$"
 )
-_FRAME_FROM = re.compile(r"^\s*\[<[0-9a-f]+>\]\s*\(?(?P<func>[\w.$]+)\+0x")  # arm32 "[<c0..>] (func+0x..) from"
+# arm32: "[<c0..>] (func+0x10/0x14) from [<c0..>] (caller+0x..)", the offset sometimes left out.
+_FRAME_FROM = re.compile(r"^\s*\[<[0-9a-f]+>\]\s*\(?(?P<func>[A-Za-z_.$][\w.$]*)(?:\+0x[0-9a-f]+/0x[0-9a-f]+)?\)?\s+from\s")
 _TRACE_MARK = re.compile(r"^<(?P<ctx>/?(?:IRQ|NMI|EOI|TASK|SOFTIRQ|#DF|DF|MCE|VC|#VC|DB|#DB))>\s*(?P<rest>.*)$")
 _MODULES = re.compile(r"^Modules linked in:\s*(?P<mods>.*)$")
 _MODULE_TOKEN = re.compile(r"(?P<name>[\w-]+)(?:\((?P<flags>[A-Z+-]*)\))?")
@@ -223,7 +226,9 @@ class ReportBuilder:
         self.reports: list[Report] = []
         self.dropped_reports = 0
         self.current: Report | None = None
-        self.recent: deque[LogLine] = deque(maxlen=48)  # lines outside any report, for headless oopses
+        # Lines outside any report: the header of a headless oops, and what a report's rules
+        # may read as its prelude (an NVMe timeout before a hung task, a TSC warning).
+        self.recent: deque[LogLine] = deque(maxlen=PRELUDE_LINES)
         self.boot_release: str | None = None
         self.boot_cmdline: str | None = None
         self.boot_hardware: str | None = None
@@ -283,7 +288,8 @@ class ReportBuilder:
 
     def _new(self, line: LogLine | None = None) -> Report:
         self._close()
-        r = Report(boot_release=self.boot_release, boot_cmdline=self.boot_cmdline, boot_hardware=self.boot_hardware)
+        r = Report(boot_release=self.boot_release, boot_cmdline=self.boot_cmdline, boot_hardware=self.boot_hardware,
+                   prelude=list(self.recent))
         if len(self.reports) < MAX_REPORTS:
             self.reports.append(r)
         else:
@@ -338,6 +344,9 @@ class ReportBuilder:
             # warning's message, right below it.
             return since <= 8 and fmt.kind == "list_corruption"
         if fmt.role == F.START and last is not None and last.kind == fmt.kind == "mce":
+            return since <= NEAR
+        if last is not None and last.note == fmt.note == "xfs":
+            # XFS prints an error, then xfs_do_force_shutdown(), then the shutdown notice.
             return since <= NEAR
         if cur.headless and since <= 3 and not cur.events[1:]:
             return True
@@ -434,6 +443,11 @@ def extract(r: Report) -> None:
         if not trace_done and _CALL_TRACE.match(t):
             in_trace = True
             context = None
+            continue
+        if not trace_done and not r.trace and _FRAME_FROM.match(t):
+            # arm32 prints its "[<..>] (f) from [<..>] (g)" backtrace without a header line.
+            in_trace = True
+            r.trace.append(_parse_frame(t, None))
             continue
         if _CUT.search(t):
             r.cut_marker = True
