@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 import threading
 
-from fixtures_oss import oss_standin, oss_store  # noqa: F401
 from fixtures_world import event, instances, report_of, world  # noqa: F401
+
+from fixtures_oss import oss_standin, oss_store  # noqa: F401
 
 KDUMP = "i-bp1kdumpel7demo01"
 BOOTLOOP = "i-bp1bootloop00004"

@@ -3,6 +3,8 @@
     crashdiag classify PATH... [--json] [--lang zh|en]     ('-' reads stdin)
     crashdiag rules [show ID] [--check] [--cases DIR]
     crashdiag replay EVENT [--json] [--store DIR] [--instances DIR]
+    crashdiag report PATH [--html OUT] [--json] [--lang zh|en]  (the incident page for any log)
+    crashdiag fleet --store DIR --out DIR [--lang zh|en]        (the fleet page of a local store)
 """
 
 from __future__ import annotations
@@ -37,6 +39,15 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("--store", default=None, help="local object store directory (default out/store)")
     rp.add_argument("--instances", default=None, help="simulated instances directory (default events/instances)")
     rp.add_argument("--lang", choices=("en", "zh"), default=None)
+    rep = sub.add_parser("report", help="diagnose one log into a report: Markdown, JSON or a self-contained HTML page")
+    rep.add_argument("path", metavar="PATH", help="log file (plain or gzip); '-' reads stdin")
+    rep.add_argument("--html", metavar="OUT", default=None, help="write the HTML page to OUT ('-' for stdout)")
+    rep.add_argument("--json", action="store_true", help="print report.json instead of Markdown")
+    rep.add_argument("--lang", choices=("en", "zh"), default=None)
+    fl = sub.add_parser("fleet", help="update the fleet index of a local store and write its HTML page")
+    fl.add_argument("--store", required=True, help="local object store directory (as written by replay)")
+    fl.add_argument("--out", required=True, help="directory for index.html")
+    fl.add_argument("--lang", choices=("en", "zh"), default=None)
     return p
 
 
@@ -46,7 +57,71 @@ def main(argv: list[str] | None = None) -> int:
         return _classify(args)
     if args.command == "replay":
         return _replay(args)
+    if args.command == "report":
+        return _report(args)
+    if args.command == "fleet":
+        return _fleet(args)
     return _rules(args)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from .logtext import LogInputError, open_bytes, open_log
+    from .report import build_report, render_markdown
+
+    lang = _lang(args)
+    try:
+        fh = open_bytes(sys.stdin.buffer.read(), "-") if args.path == "-" else open_log(args.path)
+        with fh:
+            data = fh.read()
+    except (LogInputError, OSError, EOFError) as exc:
+        print(f"crashdiag: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    report = build_report(data, {"method": "local", "complete": True, "log": {"path": args.path}}, lang, source=args.path)
+    if args.html:
+        from .html_report import render_html
+
+        page = render_html(report, lang, data)
+        if args.html == "-":
+            sys.stdout.write(page)
+        else:
+            try:
+                with open(args.html, "w", encoding="utf-8") as f:
+                    f.write(page)
+            except OSError as exc:
+                print(f"crashdiag: {args.html}: {exc.strerror or exc}", file=sys.stderr)
+                return EXIT_INPUT
+            print(args.html)
+    elif args.json:
+        print(json.dumps(report, ensure_ascii=False))
+    else:
+        sys.stdout.write(render_markdown(report, lang))
+    return EXIT_OK
+
+
+def _fleet(args: argparse.Namespace) -> int:
+    import os
+
+    from .fleet import render_fleet_html, update_fleet_index
+    from .store import LocalStore
+
+    lang = _lang(args)
+    if not os.path.isdir(args.store):
+        print(f"crashdiag: {args.store}: no such store directory", file=sys.stderr)
+        return EXIT_INPUT
+    store = LocalStore(args.store)
+    index = update_fleet_index(store)
+    page = render_fleet_html(index, lang, link=lambda key: store.url(key, 0))
+    try:
+        os.makedirs(args.out, exist_ok=True)
+        out = os.path.join(args.out, "index.html")
+        with open(out, "w", encoding="utf-8") as f:
+            f.write(page)
+    except OSError as exc:
+        print(f"crashdiag: {args.out}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_INPUT
+    stats = index.get("stats") or {}
+    print(f"{out}: {len(index['reports'])} reports ({stats.get('read', 0)} new)")
+    return EXIT_OK
 
 
 def _replay(args: argparse.Namespace) -> int:
