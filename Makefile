@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: replay test lint bench corpus-regen package clean
+.PHONY: replay test test-tools lint bench storm screenshots package corpus-regen clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,7 +15,16 @@ $(STAMP): pyproject.toml
 replay: $(STAMP)
 	$(VENV)/bin/crashdiag replay events/eventbridge-crash-kdump-executing.json
 
-test: $(STAMP)
+# Programs some tests drive: headless Chromium for the report pages, dash and busybox to
+# run the guest script under other shells, curl for its upload. Installed when we are root
+# (CI, a fresh machine); otherwise those tests say why they skip.
+test-tools:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! command -v chromium >/dev/null; then \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium dash busybox curl fonts-noto-cjk >/dev/null) \
+		|| echo "test-tools: could not install chromium/dash/busybox; their tests will skip"; \
+	fi
+
+test: $(STAMP) test-tools
 	$(PY) -m ruff check shared functions tests bench tools
 	$(PY) -m pytest -q
 	$(VENV)/bin/crashdiag rules --check
@@ -36,6 +45,10 @@ storm: $(STAMP)
 # CodeObjectPrefix point.
 package: $(STAMP)
 	$(PY) tools/package.py
+
+# PNGs of an incident page and the fleet page for the README (headless Chromium).
+screenshots: $(STAMP) test-tools
+	$(PY) tools/screenshots.py
 
 # Rewrite the header lines of every corpus case from the current classifier output;
 # review the diff before committing.
