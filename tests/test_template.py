@@ -237,7 +237,7 @@ def test_async_invocations_retry_and_keep_their_failures():
     ((queue_id, queue),) = queues.items()
     queue_name = text(queue["Properties"]["QueueName"])
     role = role_of_service()
-    for name in ("collect", "diagnose"):
+    for name in ("collect", "diagnose", "notify"):
         cfg = FUNCTIONS[name]["AsyncConfiguration"]
         assert 1 <= cfg["MaxAsyncRetryAttempts"] <= 8, name
         assert cfg["MaxAsyncEventAgeInSeconds"] > 0
@@ -385,18 +385,24 @@ def _diagnose_accepts(key: str) -> bool:
     raise AssertionError("diagnose finished without touching the store")
 
 
-def test_oss_triggers_fire_on_what_collect_writes_and_nothing_diagnose_writes():
+def test_oss_triggers_invoke_only_the_functions_they_name():
     triggers = oss_triggers()
-    assert len(triggers) == 2
+    assert {t["FunctionName"] for t in triggers.values()} == {"diagnose", "notify"}
     for t in triggers.values():
-        assert t["FunctionName"] == "diagnose" and "diagnose" in FUNCTIONS
+        assert t["FunctionName"] in FUNCTIONS
         assert text(t["TriggerConfig"]["BucketName"]) == "${BucketName}"
         assert text(t["SourceArn"]) == "acs:oss:${ALIYUN::Region}:${ALIYUN::TenantId}:${BucketName}"
         assert all(e.startswith("oss:ObjectCreated:") for e in t["TriggerConfig"]["Events"])
         assert "oss:ObjectCreated:PutObject" in t["TriggerConfig"]["Events"]  # what put_object sends
         role = t["InvocationRole"]["Fn::GetAtt"][0]
         assert actions(role) == {"fc:InvokeFunction"}
-        assert all(r.endswith("/functions/diagnose") for r in resources_for(role, "fc:InvokeFunction"))
+        invoked = {r.rsplit("/", 1)[1] for r in resources_for(role, "fc:InvokeFunction")}
+        assert t["FunctionName"] in invoked and invoked <= {"diagnose", "notify"}
+
+
+def test_oss_triggers_fire_on_what_collect_writes_and_nothing_diagnose_writes():
+    triggers = {lid: t for lid, t in oss_triggers().items() if t["FunctionName"] == "diagnose"}
+    assert len(triggers) == 2
 
     keys = _sample_keys()
     inbox_event = json.loads((ROOT / "events" / "oss-object-created-inbox.json").read_text())
@@ -412,6 +418,38 @@ def test_oss_triggers_fire_on_what_collect_writes_and_nothing_diagnose_writes():
     for name in ("messages", "vmcore-dmesg.txt", "kern.log.1"):
         key = inbox[0]["TriggerConfig"]["Filter"]["Key"]["Prefix"] + name
         assert trigger_matches(inbox[0], key) and _diagnose_accepts(key)
+
+
+def test_notify_fires_once_per_report_and_never_on_what_it_writes():
+    from crashdiag.notify import report_prefix
+
+    triggers = {lid: t for lid, t in oss_triggers().items() if t["FunctionName"] == "notify"}
+    assert len(triggers) == 2
+    inc = "incidents/cn-hangzhou/i-bp1crashdemo01/e-bp1crash0001/"
+    reports = [inc + "report.json", "reports/inbox/messages.txt/report.json"]
+    for key in reports:
+        assert sum(trigger_matches(t, key) for t in triggers.values()) == 1, key
+        assert report_prefix(key)  # the notify stage takes it
+    written = [inc + "notify.json", inc + "notify/notice.json", inc + "notify/dingtalk/a001-claim.json",
+               inc + "notify/email/a001-sent.json", inc + "notify/email/done.json", inc + "report.md",
+               "notify/pending/2026-11-26/i-bp1crashdemo01.e-bp1crash0001.json", "notify/rate/dingtalk/20261126T1000/00.json",
+               "notify/digests/digest-20261126T100000-0123456789.dingtalk.json", "notify/throttle/dingtalk.json"]
+    for key in written + _sample_keys()["written"]:
+        assert not any(trigger_matches(t, key) for t in triggers.values()) or key in reports, f"{key} would trigger notify"
+    for key in written:
+        assert not any(trigger_matches(t, key) for t in oss_triggers().values()), f"{key} would trigger a function"
+
+
+def test_notify_flush_runs_on_a_timer():
+    timers = [t for t in (r["Properties"] for r in of_type("ALIYUN::FC::Trigger").values()) if t["TriggerType"] == "timer"]
+    assert [t["FunctionName"] for t in timers] == ["notify_flush"]
+    assert timers[0]["TriggerConfig"]["CronExpression"] == "@every 1m"
+    env = FUNCTIONS["notify_flush"]["EnvironmentVariables"]
+    assert env == FUNCTIONS["notify"]["EnvironmentVariables"]  # one outbox, one set of channels
+    # a live send's claim must outlast the function that holds it
+    assert int(env["NOTIFY_LEASE_SECONDS"]) > max(FUNCTIONS["notify"]["Timeout"], FUNCTIONS["notify_flush"]["Timeout"])
+    for secret in ("DingTalkWebhook", "DingTalkSecret", "SmtpPassword"):
+        assert PARAMETERS[secret].get("NoEcho") is True
 
 
 def test_pipeline_still_writes_the_trigger_keys():

@@ -1,4 +1,4 @@
-"""The pipeline stages, free of Function Compute: ingest → collect → diagnose.
+"""The pipeline stages, free of Function Compute: ingest → collect → diagnose → notify.
 
 Each stage is a method of ``Pipeline``, which is given its store, ECS API and
 invoker (so tests and replay inject stand-ins, and handlers build the real ones once
@@ -66,6 +66,7 @@ class Pipeline:
         *,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        notifier: Any = None,
     ) -> None:
         self.store = store
         self.ecs = ecs
@@ -73,6 +74,7 @@ class Pipeline:
         self.settings = settings
         self.clock = clock
         self.sleep = sleep
+        self.notifier = notifier  # crashdiag.notify.Notifier; built from settings on first use
 
     # --- store helpers -----------------------------------------------------------------
 
@@ -247,6 +249,30 @@ class Pipeline:
         if prefix.startswith("incidents/"):
             self.set_state(prefix, "diagnosed", kind=report["diagnosis"]["kind"], rule=(report["diagnosis"]["rule"] or {}).get("id"))
         return report
+
+    # --- stage 4: notify (crashdiag.notify; docs/NOTIFY.md) -------------------------------
+
+    def _notifier(self):
+        if self.notifier is None:
+            from .runtime import build_notifier
+
+            self.notifier = build_notifier(self.settings, self.store)
+        return self.notifier
+
+    def notify(self, report_key: str) -> dict:
+        """Tell people about one new report.json (DingTalk, email); returns notify.json."""
+        return self._mark_notified(self._notifier().notify_report(report_key))
+
+    def flush_notifications(self) -> list[dict]:
+        """Send what the notification outbox still owes (digests, retries, follow-ups)."""
+        return [self._mark_notified(s) for s in self._notifier().flush()]
+
+    def _mark_notified(self, summary: dict) -> dict:
+        prefix = summary["incident"]
+        if summary["complete"] and prefix.startswith("incidents/"):
+            self.set_state(prefix, "notified", told=summary["told"],
+                           channels={name: c["status"] for name, c in summary["channels"].items()})
+        return summary
 
 
 def _since(ev: dict) -> int:

@@ -5,6 +5,11 @@ instances (``events/instances/``) on which the real collection script runs, and 
 OSS trigger replaced by a direct call. With ``OSS_BUCKET`` and credentials in the
 environment the store is the real bucket; without ``CRASHDIAG_INSTANCES_DIR`` and with
 credentials, collection talks to the real ECS API.
+
+After diagnosis the notify stage runs: with ``DINGTALK_WEBHOOK`` / ``SMTP_HOST`` +
+``MAIL_TO`` set it sends for real; a channel that is not configured writes its message
+to the outbox folder instead (``out/outbox``: the DingTalk payload as JSON, the email as
+.eml), and the card is printed.
 """
 
 from __future__ import annotations
@@ -27,12 +32,18 @@ def _default_instances() -> str:
     return ""
 
 
-def build_local_pipeline(settings: Settings) -> Pipeline:
-    from .runtime import build_ecs, build_store
+def outbox_dir(settings: Settings) -> str:
+    """Where replay writes the messages of channels that are not configured."""
+    return settings.outbox_dir or str(Path(settings.store_dir).parent / "outbox")
+
+
+def build_local_pipeline(settings: Settings, notifier: Any = None) -> Pipeline:
+    from .runtime import build_ecs, build_notifier, build_store
 
     store = build_store(settings)
     ecs = build_ecs(settings) if (settings.instances_dir or settings.has_credentials) else None
-    pipeline = Pipeline(store, ecs, None, settings)
+    notifier = notifier or build_notifier(settings, store, outbox_dir=outbox_dir(settings))
+    pipeline = Pipeline(store, ecs, None, settings, notifier=notifier)
 
     def collect_then_diagnose(payload: bytes) -> None:
         ref = json.loads(payload)
@@ -40,25 +51,54 @@ def build_local_pipeline(settings: Settings) -> Pipeline:
         key = f"incidents/{ref['region']}/{ref['instance_id']}/{ref['incident_id']}/crash.log"
         if store.exists(key):  # the OSS trigger on crash.log, in-process
             pipeline.diagnose(key)
+            pipeline.notify(key[: -len("crash.log")] + "report.json")  # the OSS trigger on report.json
 
     pipeline.invoker = InlineInvoker({settings.fc_collect_function: collect_then_diagnose})
     return pipeline
 
 
-def replay(payload: bytes, settings: Settings) -> dict[str, Any]:
-    """Replay one event file; returns a JSON-able summary."""
-    pipeline = build_local_pipeline(settings)
+def replay(payload: bytes, settings: Settings, notifier: Any = None) -> dict[str, Any]:
+    """Replay one event file; returns a JSON-able summary (and ``cards``: the messages sent)."""
+    pipeline = build_local_pipeline(settings, notifier)
     try:
         data = json.loads(payload)
     except ValueError:
         data = None
     if isinstance(data, dict) and isinstance(data.get("events"), list) and data["events"] and isinstance(data["events"][0], dict) and "oss" in data["events"][0]:
-        return _replay_oss(pipeline, payload)
-    summary = pipeline.ingest(payload)
-    incidents = []
-    for prefix in summary.accepted + summary.duplicates:
-        incidents.append(_incident(pipeline, prefix, duplicate=prefix in summary.duplicates))
-    return {"ingest": summary.to_json(), "incidents": incidents}
+        result = _replay_oss(pipeline, payload)
+    else:
+        summary = pipeline.ingest(payload)
+        pipeline.flush_notifications()  # what a storm held back goes out as one digest (the timer, in-process)
+        incidents = []
+        for prefix in summary.accepted + summary.duplicates:
+            incidents.append(_incident(pipeline, prefix, duplicate=prefix in summary.duplicates))
+        result = {"ingest": summary.to_json(), "incidents": incidents}
+    result["cards"] = _cards(pipeline)
+    return result
+
+
+def _cards(pipeline: Pipeline) -> list[dict[str, Any]]:
+    """The DingTalk messages this replay delivered (or wrote to the outbox), as text."""
+    from .notify.messages import card_text
+
+    out = []
+    for d in getattr(pipeline.notifier, "delivered", []):
+        if d["channel"] == "dingtalk":
+            out.append({"ref": d["ref"], "transport": d["transport"], "outcome": d["outcome"], "text": card_text(d["message"])})
+    return out
+
+
+def _notifications(store: Any, prefix: str) -> list[dict[str, Any]]:
+    key = f"{prefix}notify.json"
+    if not store.exists(key):
+        return []
+    doc = json.loads(store.get(key))
+    out = []
+    for name, c in doc.get("channels", {}).items():
+        last = (c.get("attempts") or [{}])[-1]
+        out.append({"channel": name, "status": c.get("status"), "transport": c.get("transport"), "detail": last.get("detail"),
+                    "artifact": last.get("artifact"), "via": last.get("via")})
+    return out
 
 
 def _incident(pipeline: Pipeline, prefix: str, duplicate: bool) -> dict[str, Any]:
@@ -70,6 +110,7 @@ def _incident(pipeline: Pipeline, prefix: str, duplicate: bool) -> dict[str, Any
         out["report"] = key
         out["report_url"] = store.url(key, pipeline.settings.report_link_ttl)
         out["diagnosis"] = json.loads(store.get(key))
+        out["notifications"] = _notifications(store, prefix)
     failed = f"{prefix}state/90-failed.json"
     if store.exists(failed):
         out["failure"] = json.loads(store.get(failed))
@@ -89,7 +130,10 @@ def _replay_oss(pipeline: Pipeline, payload: bytes) -> dict[str, Any]:
                 pipeline.store.put(key, sample.read_bytes(), content_type="text/plain")
         report = pipeline.diagnose(key)
         rkey = f"reports/{key}/report.json"
-        results.append({"key": key, "report": rkey, "report_url": pipeline.store.url(rkey, 3600), "diagnosis": report})
+        pipeline.notify(rkey)  # the OSS trigger on reports/inbox/.../report.json
+        results.append({"key": key, "report": rkey, "report_url": pipeline.store.url(rkey, 3600), "diagnosis": report,
+                        "notifications": _notifications(pipeline.store, f"reports/{key}/")})
+    pipeline.flush_notifications()
     return {"ingest": None, "incidents": [], "objects": results}
 
 
@@ -122,11 +166,28 @@ def render_replay(result: dict[str, Any], lang: str) -> str:
             for a in rep.get("advice", []):
                 lines.append(f"advice: {a['text']}")
             lines.append(f"report: {inc['report_url']}")
+        lines += _notification_lines(inc.get("notifications") or [])
     for obj in result.get("objects", []):
         lines.append(f"== {obj['key']}")
         lines.append(render_terminal(obj["diagnosis"]["diagnosis"], lang))
         lines.append(f"report: {obj['report_url']}")
+        lines += _notification_lines(obj.get("notifications") or [])
+    for card in result.get("cards", []):
+        where = "outbox" if card["transport"] == "outbox" else "sent to DingTalk"
+        lines.append(f"-- DingTalk card ({where}: {card['outcome']}) " + "-" * 20)
+        lines.append(card["text"].rstrip())
+        lines.append("-" * 60)
     return "\n".join(lines)
+
+
+def _notification_lines(notes: list[dict[str, Any]]) -> list[str]:
+    from .escape import plain
+
+    out = []
+    for n in notes:
+        where = n.get("artifact") or n.get("transport")
+        out.append(f"notify {n['channel']}: {n['status']} ({plain(where)})" + (f": {plain(n['detail'])}" if n.get("detail") and n["status"] != "sent" else ""))
+    return out
 
 
 def default_settings(store: str | None, instances: str | None, lang: str | None) -> Settings:

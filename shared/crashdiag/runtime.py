@@ -44,11 +44,21 @@ def build_invoker(settings: Settings):
                       settings.security_token)
 
 
+def build_notifier(settings: Settings, store, *, outbox_dir: str | None = None):
+    """DingTalk and email as configured (urllib, smtplib: no SDK); ``outbox_dir`` (default
+    CRASHDIAG_OUTBOX_DIR) stands in for a channel that is not configured."""
+    from .notify import build_notifier as build
+
+    return build(settings, store, outbox_dir=settings.outbox_dir if outbox_dir is None else outbox_dir)
+
+
 def pipeline_for(stage: str, settings: Settings | None = None) -> Pipeline:
     """The pipeline a handler uses, built on first use and kept for the instance's life."""
     if stage not in _cache:
         s = settings or Settings.from_env()
         ecs = build_ecs(s) if stage == "collect" else None
         invoker = build_invoker(s) if stage == "ingest" else None
-        _cache[stage] = Pipeline(build_store(s), ecs, invoker, s)
+        store = build_store(s)
+        notifier = build_notifier(s, store) if stage == "notify" else None
+        _cache[stage] = Pipeline(store, ecs, invoker, s, notifier=notifier)
     return _cache[stage]

@@ -36,8 +36,31 @@ ENV: dict[str, tuple[str, type]] = {
     "ALIBABA_CLOUD_ACCESS_KEY_SECRET": ("access_key_secret", str),
     "ALIBABA_CLOUD_SECURITY_TOKEN": ("security_token", str),
     "ALIBABA_CLOUD_ACCOUNT_ID": ("account_id", str),
+    # notify (docs/NOTIFY.md): DingTalk custom robot and email; unset = channel off
+    "DINGTALK_WEBHOOK": ("dingtalk_webhook", str),
+    "DINGTALK_SECRET": ("dingtalk_secret", str),
+    "DINGTALK_KEYWORD": ("dingtalk_keyword", str),
+    "DINGTALK_AT_MOBILES": ("dingtalk_at_mobiles", str),
+    "DINGTALK_AT_ALL": ("dingtalk_at_all", bool),
+    "SMTP_HOST": ("smtp_host", str),
+    "SMTP_PORT": ("smtp_port", int),
+    "SMTP_USER": ("smtp_user", str),
+    "SMTP_PASSWORD": ("smtp_password", str),
+    "SMTP_SECURITY": ("smtp_security", str),
+    "MAIL_FROM": ("mail_from", str),
+    "MAIL_TO": ("mail_to", str),
+    "CRASHDIAG_OUTBOX_DIR": ("outbox_dir", str),
+    "NOTIFY_TIMEOUT": ("notify_timeout", float),
+    "NOTIFY_RATE_PER_MINUTE": ("notify_rate_per_minute", int),
+    "NOTIFY_BURST": ("notify_burst", int),
+    "NOTIFY_STORM_WINDOW": ("notify_storm_window", int),
+    "NOTIFY_REPEAT_WINDOW": ("notify_repeat_window", int),
+    "NOTIFY_FOLLOWUP_INTERVAL": ("notify_followup_interval", int),
+    "NOTIFY_LEASE_SECONDS": ("notify_lease_seconds", int),
+    "NOTIFY_MAX_ATTEMPTS": ("notify_max_attempts", int),
 }
-SECRET_FIELDS = frozenset({"access_key_secret", "security_token"})
+SECRET_FIELDS = frozenset({"access_key_secret", "security_token", "dingtalk_webhook", "dingtalk_secret", "smtp_password"})
+SMTP_SECURITY = ("ssl", "starttls", "none")
 
 
 @dataclass(frozen=True)
@@ -65,6 +88,31 @@ class Settings:
     access_key_secret: str = field(default="", repr=False)
     security_token: str = field(default="", repr=False)
     account_id: str = ""
+    # DingTalk custom robot: the full webhook URL (its access_token is a secret), the
+    # optional signing secret (SEC...), keyword, and whom to @.
+    dingtalk_webhook: str = field(default="", repr=False)
+    dingtalk_secret: str = field(default="", repr=False)
+    dingtalk_keyword: str = ""
+    dingtalk_at_mobiles: str = ""  # comma-separated
+    dingtalk_at_all: bool = False
+    # Email (DirectMail SMTP: SSL on 465; port 25 is closed on Alibaba Cloud).
+    smtp_host: str = ""
+    smtp_port: int = 465
+    smtp_user: str = ""
+    smtp_password: str = field(default="", repr=False)
+    smtp_security: str = "ssl"  # ssl | starttls | none
+    mail_from: str = ""
+    mail_to: str = ""  # comma-separated
+    # Replay: a channel that is not configured writes its message here instead ("" = off).
+    outbox_dir: str = ""
+    notify_timeout: float = 10.0  # per HTTP request / SMTP connection
+    notify_rate_per_minute: int = 10  # robot messages per calendar minute: <= 20 in any 60 s
+    notify_burst: int = 3  # incidents paged one by one per storm window; the rest go in a digest
+    notify_storm_window: int = 300
+    notify_repeat_window: int = 24 * 3600  # same fingerprint, same instance: a repeat
+    notify_followup_interval: int = 3600  # how long repeats are held before a follow-up
+    notify_lease_seconds: int = 180  # a send claim older than this (and unanswered) may be taken over
+    notify_max_attempts: int = 5  # failed sends per channel and incident before giving up
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -74,7 +122,11 @@ class Settings:
             raw = env.get(var)
             if raw is None or raw == "":
                 continue
-            if kind in (int, float):
+            if kind is bool:
+                if raw.strip().lower() not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+                    raise ValueError(f"{var} must be true or false, not {raw!r}")
+                values[name] = raw.strip().lower() in ("1", "true", "yes", "on")
+            elif kind in (int, float):
                 try:
                     values[name] = kind(raw)
                 except ValueError:
@@ -90,6 +142,8 @@ class Settings:
         s = cls(**values)  # type: ignore[arg-type]
         if s.lang not in LANGS:
             raise ValueError(f"CRASHDIAG_LANG must be one of {', '.join(LANGS)}, not {s.lang!r}")
+        if s.smtp_security not in SMTP_SECURITY:
+            raise ValueError(f"SMTP_SECURITY must be one of {', '.join(SMTP_SECURITY)}, not {s.smtp_security!r}")
         return s
 
     @property
@@ -98,4 +152,9 @@ class Settings:
 
     def secrets(self) -> list[str]:
         """Values that must never appear in logs, reports or error messages."""
-        return [v for v in (self.access_key_secret, self.security_token) if v]
+        from urllib.parse import parse_qs, urlsplit
+
+        values = [self.access_key_secret, self.security_token, self.dingtalk_webhook, self.dingtalk_secret, self.smtp_password]
+        if self.dingtalk_webhook:  # the access_token alone is as good as the whole URL
+            values += parse_qs(urlsplit(self.dingtalk_webhook).query).get("access_token", [])
+        return [v for v in values if v]

@@ -1,0 +1,197 @@
+"""Messages from reports: one incident's card, a storm digest, a follow-up of repeats."""
+
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+from typing import Any
+
+from ..escape import plain
+from .messages import Block, Message, text_for
+
+CAUSE_LIMIT = 320
+EXCERPT_BYTES = 64 * 1024
+MAX_LOG_READ = 32 * 1024 * 1024  # bigger logs are not read again: the evidence lines are the excerpt
+GROUP_LIST_LIMIT = 60  # instance ids named per group in a digest
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[。！？])")
+
+
+def short_cause(text: str, limit: int = CAUSE_LIMIT) -> str:
+    """The cause in one or two sentences."""
+    parts = [p for p in _SENTENCE_END.split(plain(text, 4000)) if p.strip()]
+    out = ""
+    for p in parts[:2]:
+        joined = (out + (" " if out and not out.endswith(("。", "！", "？")) else "") + p.strip())
+        if len(joined) > limit and out:
+            break
+        out = joined
+    return plain(out or text, limit)
+
+
+def _collection_label(method: str | None, lang: str) -> str:
+    from ..report import _COLLECTION  # the report's own wording for how the log came
+
+    if not method:
+        return text_for(lang)["none"]
+    return _COLLECTION.get(lang, _COLLECTION["en"]).get(method, method)
+
+
+def who(notice: dict[str, Any]) -> str:
+    """How an incident is named in a message: its instance, or the uploaded log's name."""
+    if notice.get("instance_id"):
+        return notice["instance_id"] + (f" ({notice['instance_name']})" if notice.get("instance_name") else "")
+    return notice.get("source_name") or "?"
+
+
+def _fix_text(d: dict[str, Any], T: dict[str, str]) -> str:
+    status = d.get("fix_status")
+    if not status:
+        return T["fix.none"]
+    if d.get("fix_detail"):
+        return f"{T.get(f'fixw.{status}', status)}: {d['fix_detail']}"
+    return T.get(f"fix.{status}", str(status))
+
+
+def _link_note(ttl: int, T: dict[str, str]) -> str:
+    if ttl >= 2 * 86400:
+        return T["link_note"].format(days=ttl // 86400)
+    return T["link_note_hours"].format(hours=max(1, ttl // 3600))
+
+
+def card(notice: dict[str, Any], report: dict[str, Any], lang: str, *, link: str, link_ttl: int,
+         excerpt: tuple[str, bytes] | None = None) -> Message:
+    """One incident: the card DingTalk shows, and the email (which adds evidence and trace)."""
+    T = text_for(lang)
+    d = report.get("diagnosis") or {}
+    inc = report.get("incident") or {}
+    col = report.get("collection") or {}
+    name = who(notice)
+    rule = d.get("rule") or None
+    blocks = [Block("title", T["card_title"], {"instance": name, "title": d.get("title") or d.get("kind")})]
+    if inc.get("instance_id"):
+        blocks.append(Block("field", T["instance"], {"value": name}))
+        blocks.append(Block("field", T["region"], {"value": inc.get("region") or ""}))
+        blocks.append(Block("field", T["time"], {"value": inc.get("event_time") or notice.get("event_time") or ""}))
+    blocks.append(Block("field", T["kind"], {"value": d.get("kind")}))
+    if d.get("kind") == "none":
+        cause, step = T["no_crash"], T["step_none"]
+    elif rule:
+        cause = short_cause(rule.get("cause") or "")
+        steps = rule.get("remedy_steps") or [s for s in str(rule.get("remedy") or "").splitlines() if s.strip()]
+        step = steps[0] if steps else T["step_none"]
+    else:
+        cause, step = T["no_rule"], T["step_none"]
+    blocks.append(Block("field", T["cause"], {"value": cause}))
+    blocks.append(Block("field", T["first_step"], {"value": step}))
+    blocks.append(Block("field", T["fix"], {"value": _fix_text(d, T)}))
+    mods = d.get("modules") or {}
+    suspect = mods.get("suspect")
+    blocks.append(Block("field", T["suspect"], {"value": (f"{suspect} ({mods['suspect_reason']})" if suspect and mods.get("suspect_reason")
+                                                          else suspect or T["none"])}))
+    blocks.append(Block("field", T["confidence"], {"value": d.get("confidence") or T["none"]}))
+    method = col.get("method")
+    how = T["uploaded"].format(source=plain(notice.get("source_name") or "", 200)) if method == "inbox" else _collection_label(method, lang)
+    blocks.append(Block("field", T["log"], {"value": f"{how} ({T['complete'] if col.get('complete') else T['partial']})"}))
+    if inc.get("host_failure"):
+        blocks.append(Block("note", T["host"]))
+    if link:
+        blocks.append(Block("link", T["report"], url=link, note=_link_note(link_ttl, T)))
+    if d.get("evidence"):
+        blocks.append(Block("code", T["evidence"], lines=tuple(str(x) for x in d["evidence"][:40]), email_only=True))
+    if d.get("call_trace"):
+        frames = tuple(("  " if f.get("reliable") else "? ") + str(f.get("function")) + (f" [{f['module']}]" if f.get("module") else "")
+                       for f in d["call_trace"][:40])
+        blocks.append(Block("code", T["trace"], lines=frames, email_only=True))
+    attachments = []
+    if excerpt:
+        blocks.append(Block("text", T["attached"], email_only=True))
+        attachments.append(excerpt)
+    return Message(T["subject"], {"instance": name, "title": d.get("title") or d.get("kind")}, blocks, notice["id"], attachments)
+
+
+def digest(fresh: list[tuple[dict[str, Any], dict[str, Any] | None]], repeats: list[dict[str, Any]], lang: str, ref: str) -> Message:
+    """Many incidents in one message: fresh ones grouped by fingerprint (with the cause and
+    first step of the group's first report), then repeats as counts."""
+    T = text_for(lang)
+    groups: OrderedDict[str, list[tuple[dict, dict | None]]] = OrderedDict()
+    for notice, rep in fresh:
+        groups.setdefault(notice.get("fingerprint") or f"kind:{notice.get('kind')}", []).append((notice, rep))
+    ordered = sorted(groups.items(), key=lambda kv: -len(kv[1]))
+    if not fresh:
+        return followup(repeats, lang, ref)
+    count = len(fresh) + len(repeats)
+    params = {"count": count, "groups": len(groups)}
+    blocks = [Block("title", T["digest_title"], params), Block("text", T["digest_intro"])]
+    for fp, members in ordered:
+        first_notice, first_report = members[0]
+        d = (first_report or {}).get("diagnosis") or {}
+        rule = d.get("rule") or None
+        blocks.append(Block("heading", T["group"], {"count": len(members), "title": first_notice.get("title") or first_notice.get("kind")}))
+        blocks.append(Block("field", T["kind"], {"value": first_notice.get("kind")}))
+        if not fp.startswith("kind:"):
+            blocks.append(Block("field", T["fingerprint"], {"value": fp}))
+        if rule:
+            blocks.append(Block("field", T["cause"], {"value": short_cause(rule.get("cause") or "")}))
+            steps = rule.get("remedy_steps") or []
+            if steps:
+                blocks.append(Block("field", T["first_step"], {"value": steps[0]}))
+        elif d.get("kind") == "none":
+            blocks.append(Block("field", T["cause"], {"value": T["no_crash"]}))
+        names = [who(n) for n, _ in members]
+        shown = names[:GROUP_LIST_LIMIT]
+        more = T["more"].format(count=len(names) - len(shown)) if len(names) > len(shown) else ""
+        blocks.append(Block("list", T["instances"], lines=tuple(shown), note=more))
+    if repeats:
+        blocks.append(Block("heading", T["repeats_heading"]))
+        blocks += _repeat_items(repeats, T)
+    return Message(T["digest_subject"], params, blocks, ref)
+
+
+def followup(repeats: list[dict[str, Any]], lang: str, ref: str) -> Message:
+    T = text_for(lang)
+    instances = {n.get("instance_id") for n in repeats}
+    params = {"count": len(repeats), "instances": len(instances)}
+    blocks = [Block("title", T["followup_title"], params), Block("text", T["followup_intro"])]
+    blocks += _repeat_items(repeats, T)
+    return Message(T["followup_subject"], params, blocks, ref)
+
+
+def _repeat_items(repeats: list[dict[str, Any]], T: dict[str, str]) -> list[Block]:
+    by: OrderedDict[tuple[str, str], list[dict]] = OrderedDict()
+    for n in sorted(repeats, key=lambda n: n.get("created_at", 0)):
+        by.setdefault((who(n), n.get("fingerprint") or ""), []).append(n)
+    return [Block("item", T["repeat_item"], {"instance": name, "title": ns[-1].get("title") or ns[-1].get("kind"), "count": len(ns),
+                                              "last": ns[-1].get("event_time") or ns[-1].get("created_iso") or ""})
+            for (name, _), ns in by.items()]
+
+
+def excerpt_of(log: bytes, report: dict[str, Any], name: str) -> tuple[str, bytes]:
+    """A window of the crash log around its first crash report, at most EXCERPT_BYTES."""
+    if len(log) <= EXCERPT_BYTES:
+        return name, log
+    d = report.get("diagnosis") or {}
+    pos = -1
+    for line in d.get("evidence") or []:
+        probe = str(line).strip().encode("utf-8", "replace")[:120]
+        if len(probe) >= 12:
+            pos = log.find(probe)
+            if pos >= 0:
+                break
+    if pos < 0:
+        start = max(0, len(log) - EXCERPT_BYTES)
+    else:
+        start = max(0, pos - 4096)
+    end = min(len(log), start + EXCERPT_BYTES)
+    nl = log.find(b"\n", start) if start else -1
+    if 0 <= nl < end:
+        start = nl + 1
+    cut = log.rfind(b"\n", start, end)
+    if cut > start and end < len(log):
+        end = cut + 1
+    return name, log[start:end]
+
+
+def evidence_excerpt(report: dict[str, Any], name: str) -> tuple[str, bytes]:
+    d = report.get("diagnosis") or {}
+    return name, ("\n".join(str(x) for x in d.get("evidence") or []) + "\n").encode("utf-8", "replace")

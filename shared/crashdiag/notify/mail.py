@@ -1,0 +1,154 @@
+"""Email: the MIME message and the SMTP delivery (standard library only).
+
+The message is ``multipart/mixed``: a ``multipart/alternative`` with the text and the
+HTML rendering of the same blocks as the DingTalk card (plus evidence and call trace),
+and the crash log excerpt as an attachment. Its ``Message-ID`` is derived from what it
+tells (the incident's notice id or the digest id), so a mail client folds a duplicate.
+
+``SMTP_SECURITY``: ``ssl`` (implicit TLS, DirectMail's port 465; the default), ``starttls``
+or ``none``. Certificates are verified against the system's trust store (an injected
+``ssl.SSLContext`` replaces it).
+"""
+
+from __future__ import annotations
+
+import email.policy
+import email.utils
+import smtplib
+import ssl
+import time
+from collections.abc import Callable
+from email.message import EmailMessage
+
+from ..escape import plain
+from .messages import Message, subject_text, to_html, to_text
+from .outcome import FAILED, REJECTED, SENT, Outcome, redact
+
+
+def addresses(raw: str) -> list[str]:
+    """MAIL_TO: comma-separated addresses; anything that is not one plain address is dropped."""
+    out = []
+    for a in raw.split(","):
+        if any(ord(c) < 32 or ord(c) == 127 for c in a):
+            continue
+        name, addr = email.utils.parseaddr(a.strip())
+        if addr and "@" in addr and not any(c in addr for c in "\r\n<>,;\"' "):
+            out.append(addr)
+    return out
+
+
+def build_email(msg: Message, *, mail_from: str, mail_to: list[str], lang: str, now: float) -> EmailMessage:
+    m = EmailMessage(policy=email.policy.SMTP)
+    m["Subject"] = subject_text(msg)
+    m["From"] = mail_from
+    m["To"] = ", ".join(mail_to)
+    m["Date"] = email.utils.formatdate(now, usegmt=True)
+    domain = mail_from.rpartition("@")[2].strip(">") or "ecs-crashdiag"
+    m["Message-ID"] = f"<crashdiag.{msg.ref}@{domain}>"
+    m["Auto-Submitted"] = "auto-generated"
+    m.set_content(to_text(msg), subtype="plain", charset="utf-8")
+    m.add_alternative(to_html(msg, lang), subtype="html", charset="utf-8")
+    for name, data in msg.attachments:
+        m.add_attachment(data, maintype="text", subtype="plain", filename=plain(name, 100))
+    return m
+
+
+SmtpFactory = Callable[[str, int, str, float, ssl.SSLContext], smtplib.SMTP]
+
+
+def connect(host: str, port: int, security: str, timeout: float, context: ssl.SSLContext) -> smtplib.SMTP:
+    """An SMTP session, TLS as configured, before login."""
+    if security == "ssl":
+        return smtplib.SMTP_SSL(host, port, timeout=timeout, context=context)
+    s = smtplib.SMTP(host, port, timeout=timeout)
+    if security == "starttls":
+        try:
+            s.ehlo()
+            s.starttls(context=context)
+            s.ehlo()
+        except BaseException:
+            s.close()
+            raise
+    return s
+
+
+class SmtpMailer:
+    transport = "smtp"
+
+    def __init__(self, host: str, port: int, security: str = "ssl", user: str = "", password: str = "", *,
+                 timeout: float = 10.0, ssl_context: ssl.SSLContext | None = None, factory: SmtpFactory = connect,
+                 sleep: Callable[[float], None] = time.sleep, attempts: int = 3) -> None:
+        if security not in ("ssl", "starttls", "none"):
+            raise ValueError(f"SMTP_SECURITY must be ssl, starttls or none, not {security!r}")
+        self.host, self.port, self.security, self.user = host, port, security, user
+        self._password = password
+        self.timeout, self.factory, self.sleep, self.attempts = timeout, factory, sleep, attempts
+        self._context = ssl_context
+
+    @property
+    def context(self) -> ssl.SSLContext:
+        if self._context is None:
+            self._context = ssl.create_default_context()
+        return self._context
+
+    def send(self, m: EmailMessage) -> Outcome:
+        from tenacity import (
+            Retrying,
+            retry_if_exception_type,
+            stop_after_attempt,
+            wait_random_exponential,
+        )
+
+        try:
+            for attempt in Retrying(retry=retry_if_exception_type(_Transient), wait=wait_random_exponential(multiplier=0.5, max=4),
+                                    stop=stop_after_attempt(self.attempts), sleep=self.sleep, reraise=True):
+                with attempt:
+                    return self._send_once(m)
+        except _Transient as t:
+            return Outcome(FAILED, t.detail, t.code)
+        return Outcome(FAILED, "no attempt made")  # pragma: no cover
+
+    def _send_once(self, m: EmailMessage) -> Outcome:
+        where = f"SMTP {self.host}:{self.port} ({self.security})"
+        try:
+            with self.factory(self.host, self.port, self.security, self.timeout, self.context) as s:
+                if self.user:
+                    s.login(self.user, self._password)
+                refused = s.send_message(m)
+        except smtplib.SMTPAuthenticationError as e:
+            return Outcome(REJECTED, f"{where} refused the login of SMTP_USER (reply {e.smtp_code}): check SMTP_USER/SMTP_PASSWORD", str(e.smtp_code))
+        except smtplib.SMTPNotSupportedError:
+            return Outcome(REJECTED, f"{where} does not offer what SMTP_SECURITY/SMTP_USER need (STARTTLS or AUTH)")
+        except smtplib.SMTPRecipientsRefused as e:
+            codes = sorted({str(c) for c, _ in e.recipients.values()})
+            if all(c.startswith("5") for c in codes):
+                return Outcome(REJECTED, f"{where} refused every recipient in MAIL_TO (reply {', '.join(codes)})", ",".join(codes))
+            raise _Transient(f"{where} deferred the recipients (reply {', '.join(codes)})", ",".join(codes)) from None
+        except smtplib.SMTPSenderRefused as e:
+            if 500 <= e.smtp_code < 600:
+                return Outcome(REJECTED, f"{where} refused MAIL_FROM (reply {e.smtp_code})", str(e.smtp_code))
+            raise _Transient(f"{where} deferred the sender (reply {e.smtp_code})", str(e.smtp_code)) from None
+        except smtplib.SMTPResponseException as e:
+            if 500 <= e.smtp_code < 600:
+                return Outcome(REJECTED, f"{where} refused the message (reply {e.smtp_code}): {self._clean(e.smtp_error)}", str(e.smtp_code))
+            raise _Transient(f"{where} failed (reply {e.smtp_code}): {self._clean(e.smtp_error)}", str(e.smtp_code)) from None
+        except ssl.SSLCertVerificationError:
+            return Outcome(REJECTED, f"{where}: the server's certificate did not verify")
+        except (OSError, smtplib.SMTPException) as e:
+            raise _Transient(f"{where} unreachable or failed ({type(e).__name__})") from None
+        if refused:
+            return Outcome(SENT, f"accepted for {len(m['To'].split(',')) - len(refused)} recipient(s); refused: {', '.join(sorted(refused))}")
+        return Outcome(SENT, "accepted by the SMTP server")
+
+    def _clean(self, raw: object) -> str:
+        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+        return plain(redact(text, [self._password]), 200)
+
+
+class _Transient(Exception):
+    def __init__(self, detail: str, code: str | None = None) -> None:
+        super().__init__(detail)
+        self.detail, self.code = detail, code
+
+
+__all__ = ["SmtpMailer", "build_email", "addresses", "connect"]

@@ -1,0 +1,404 @@
+"""Exactly once per incident and channel, quiet in a storm (docs/NOTIFY.md).
+
+``notify_report`` runs on the OSS trigger of a new report.json. It records the incident
+as a *notice* (once), puts a pointer to it in the outbox (``notify/pending/<day>/``), and
+decides its mode once, stored with the notice:
+
+- ``repeat``: the same instance crashed with the same fingerprint within
+  NOTIFY_REPEAT_WINDOW: no page; it is counted in a follow-up;
+- ``direct``: one of the first NOTIFY_BURST incidents of a storm window: sent now, alone;
+- ``digest``: the storm is on: held for the next flush.
+
+``flush`` runs every minute (a timer): it takes every outbox item a channel has not yet
+done (held digest items, direct sends that failed or were throttled, repeats whose
+follow-up is due) and sends one message per channel: the card when a single incident is
+waiting, otherwise a digest grouped by fingerprint.
+
+Every send claims its attempt in the incident's ledger first (``ledger.py``), so a
+duplicated event, a retried invocation or two racing invocations never send one
+incident twice on a channel; each robot message also claims a slot of the minute's
+budget (NOTIFY_RATE_PER_MINUTE, 10 by default: at most 20 in any 60 seconds).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from ..settings import Settings
+from ..store import ObjectStore, check_key
+from . import content
+from .ledger import Ledger, Store, View
+from .messages import Message
+from .outcome import DEFERRED, FAILED, REJECTED, SENT, THROTTLED, Outcome
+
+log = logging.getLogger("crashdiag.notify")
+
+THROTTLE_SECONDS = 600  # DingTalk: over 20 a minute, then 10 minutes of silence
+GAVE_UP = "gave_up"
+TERMINAL = (SENT, REJECTED, GAVE_UP)
+OUTBOX_DAYS = 2  # the flush looks at pointers of today and yesterday
+
+
+class Channel(Protocol):
+    name: str
+
+    @property
+    def transport(self) -> str: ...
+    @property
+    def rate_limited(self) -> bool: ...
+    def deliver(self, msg: Message) -> Outcome: ...
+
+
+def _iso(t: float) -> str:
+    return dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _day(t: float) -> str:
+    return dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime("%Y-%m-%d")
+
+
+def _minute(t: float) -> str:
+    return dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime("%Y%m%dT%H%M")
+
+
+def report_prefix(report_key: str) -> str:
+    """The folder of a report.json the notifier accepts (an incident's, or an inbox log's)."""
+    check_key(report_key)
+    if not report_key.endswith("/report.json") or not report_key.startswith(("incidents/", "reports/inbox/")):
+        raise ValueError(f"{report_key} is not an incident's or an inbox log's report.json")
+    return report_key[: -len("report.json")]
+
+
+def notice_id(prefix: str) -> str:
+    """incidents/<region>/<instance>/<incident>/ -> <instance>.<incident>; inbox -> inbox.<hash>."""
+    parts = prefix.rstrip("/").split("/")
+    if parts[0] == "incidents" and len(parts) == 4:
+        return f"{parts[2]}.{parts[3]}"
+    return "inbox." + hashlib.sha256(prefix.encode()).hexdigest()[:16]
+
+
+class Notifier:
+    def __init__(self, store: ObjectStore, settings: Settings, channels: Sequence[Channel], *,
+                 now: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.store = Store(store, sleep)
+        self.settings = settings
+        self.channels = list(channels)
+        self.now = now
+        # the last deliveries made through this notifier (replay prints the cards)
+        self.delivered: deque[dict[str, Any]] = deque(maxlen=100)
+
+    # -- the trigger: one new report ----------------------------------------------------------
+
+    def notify_report(self, report_key: str) -> dict[str, Any]:
+        prefix = report_prefix(report_key)
+        report = self.store.get_json(report_key)
+        if report is None:
+            raise ValueError(f"no report at {report_key}")
+        notice = self._notice(prefix, report_key, report)
+        holder = uuid.uuid4().hex[:12]
+        if notice["mode"] == "direct":
+            cache: dict[str, Message] = {}
+            for ch in self.channels:
+                self._send_one(notice, ch, holder, report, cache)
+        return self.summarise(notice)
+
+    def _notice(self, prefix: str, report_key: str, report: dict[str, Any]) -> dict[str, Any]:
+        key = f"{prefix}notify/notice.json"
+        existing = self.store.get_json(key, immutable=True)
+        if existing is not None:
+            self._pointer(existing)
+            return existing
+        now = self.now()
+        d = report.get("diagnosis") or {}
+        inc = report.get("incident") or {}
+        nid = notice_id(prefix)
+        fp = str(d.get("fingerprint") or "")
+        notice = {
+            "id": nid, "prefix": prefix, "report_key": report_key, "created_at": now, "created_iso": _iso(now), "day": _day(now),
+            "instance_id": inc.get("instance_id"), "instance_name": inc.get("instance_name"), "region": inc.get("region"),
+            "event_time": inc.get("event_time"), "kind": d.get("kind"), "title": d.get("title"), "fingerprint": fp,
+            "source_name": None if inc.get("instance_id") else str(report.get("source") or "").removeprefix("inbox/"),
+            "mode": None, "repeat_of": None,
+        }
+        repeat_of = self._earlier_same_crash(notice) if notice["instance_id"] and fp.isalnum() and d.get("kind") != "none" else None
+        if repeat_of:
+            notice["mode"], notice["repeat_of"] = "repeat", repeat_of
+        else:
+            notice["mode"] = "direct" if self._burst_slot(nid, now) else "digest"
+        self._pointer(notice)
+        if not self.store.put(key, notice, if_absent=True):
+            return self.store.get_json(key, immutable=True) or notice  # a racing invocation wrote it first: theirs stands
+        log.info("notice %s: %s", nid, notice["mode"])
+        return notice
+
+    def _pointer(self, notice: dict[str, Any]) -> None:
+        self.store.put(f"notify/pending/{notice['day']}/{notice['id']}.json", {"prefix": notice["prefix"], "at": notice["created_at"]},
+                       if_absent=True)
+
+    def _earlier_same_crash(self, notice: dict[str, Any]) -> str | None:
+        """The first incident of the same instance and fingerprint within the repeat window,
+        if it came before this one (by the time each was first seen, then by id)."""
+        base = f"notify/fingerprints/{notice['instance_id']}/{notice['fingerprint']}/"
+        mine = f"{base}{notice['id']}.json"
+        if not self.store.put(mine, {"at": notice["created_at"], "prefix": notice["prefix"]}, if_absent=True):
+            notice["created_at"] = float((self.store.get_json(mine, immutable=True) or {}).get("at", notice["created_at"]))
+        me = (notice["created_at"], mine)
+        earliest = None
+        for key in self.store.list(base):
+            if key == mine:
+                continue
+            other = self.store.get_json(key, immutable=True) or {}
+            at = float(other.get("at", 0))
+            if notice["created_at"] - self.settings.notify_repeat_window <= at and (at, key) < me:
+                if earliest is None or (at, key) < earliest[0]:
+                    earliest = ((at, key), other.get("prefix"))
+        return earliest[1] if earliest else None
+
+    def _burst_slot(self, nid: str, now: float) -> bool:
+        """One of the storm window's NOTIFY_BURST slots (a conditional create), or none."""
+        base = f"notify/burst/{int(now // max(1, self.settings.notify_storm_window))}/"
+        return self._take_slot(base, self.settings.notify_burst, {"notice": nid, "at": now}, mine=lambda d: d.get("notice") == nid)
+
+    def _take_slot(self, base: str, limit: int, doc: dict[str, Any], mine: Callable[[dict], bool] | None = None) -> bool:
+        """Create one of ``base``<00..limit-1>.json; False when all are taken. The listing
+        only says where to start: the conditional create decides."""
+        taken = set(self.store.list(base))
+        for n in range(max(0, limit)):
+            key = f"{base}{n:02d}.json"
+            if key not in taken and self.store.put(key, doc, if_absent=True):
+                return True
+        if mine is not None:  # a retry whose earlier try took a slot
+            return any(mine(self.store.get_json(k, immutable=True) or {}) for k in sorted(taken))
+        return False
+
+    # -- sending ---------------------------------------------------------------------------------
+
+    def _send_one(self, notice: dict[str, Any], ch: Channel, holder: str, report: dict[str, Any] | None,
+                  cache: dict[str, Message]) -> Outcome | None:
+        led = Ledger(self.store, notice["prefix"], ch.name)
+        now = self.now()
+        v = led.view()
+        if not self._open(led, v, now):
+            return None
+        if ch.rate_limited and self._throttled(ch, now):
+            return None  # held: the flush sends it when the robot may speak again
+        n = v.next
+        if not led.claim(n, holder=holder, now=now, lease=self.settings.notify_lease_seconds, via="direct"):
+            return None  # a racing invocation took this attempt
+        if ch.rate_limited and not self._rate_slot(ch, now, holder):
+            out = Outcome(DEFERRED, "this minute's robot message budget is used up; held for the next flush")
+            led.record(n, out, now=self.now(), via="direct", transport=ch.transport)
+            return out
+        if report is None:
+            report = self.store.get_json(notice["report_key"]) or {}
+        with_excerpt = ch.name == "email"
+        ck = f"card:{with_excerpt}"
+        if ck not in cache:
+            cache[ck] = self._card(notice, report, with_excerpt)
+        out = self._deliver(ch, cache[ck], [notice["prefix"]])
+        self._after(led, ch, n, out, v.failures, via="direct")
+        return out
+
+    def _deliver(self, ch: Channel, msg: Message, prefixes: list[str]) -> Outcome:
+        out = ch.deliver(msg)
+        self.delivered.append({"channel": ch.name, "transport": ch.transport, "ref": msg.ref, "message": msg,
+                               "outcome": out.status, "incidents": prefixes})
+        return out
+
+    def _open(self, led: Ledger, v: View, now: float) -> bool:
+        """Whether this channel still owes the incident a message and nobody is sending it."""
+        if v.done or led.busy(v, now):
+            return False
+        if v.failures >= self.settings.notify_max_attempts or v.next > 999:
+            led.finish(GAVE_UP, now=now, attempt=v.last, detail=f"gave up after {v.failures} failed attempts")
+            return False
+        return True
+
+    def _after(self, led: Ledger, ch: Channel, n: int, out: Outcome, failures: int, via: str) -> None:
+        now = self.now()
+        led.record(n, out, now=now, via=via, transport=ch.transport)
+        if out.status == SENT:
+            led.finish(SENT, now=now, attempt=n, detail=out.detail, via=via)
+        elif out.status == REJECTED:
+            log.error("%s: %s (%s); not retried", ch.name, out.detail, led.prefix)
+            led.finish(REJECTED, now=now, attempt=n, detail=out.detail, via=via)
+        elif out.status == FAILED:
+            if failures + 1 >= self.settings.notify_max_attempts:
+                log.error("%s: %s (%s); giving up after %d attempts", ch.name, out.detail, led.prefix, failures + 1)
+                led.finish(GAVE_UP, now=now, attempt=n, detail=out.detail, via=via)
+            else:
+                log.warning("%s: %s (%s); will retry", ch.name, out.detail, led.prefix)
+        elif out.status == THROTTLED:
+            log.warning("%s: %s; holding messages for %d s", ch.name, out.detail, THROTTLE_SECONDS)
+            self.store.put(f"notify/throttle/{ch.name}.json", {"until": now + THROTTLE_SECONDS, "since": now, "detail": out.detail})
+
+    def _throttled(self, ch: Channel, now: float) -> bool:
+        mark = self.store.get_json(f"notify/throttle/{ch.name}.json")
+        return bool(mark) and float(mark.get("until", 0)) > now
+
+    def _rate_slot(self, ch: Channel, now: float, holder: str) -> bool:
+        """One of this calendar minute's NOTIFY_RATE_PER_MINUTE robot messages."""
+        return self._take_slot(f"notify/rate/{ch.name}/{_minute(now)}/", self.settings.notify_rate_per_minute, {"holder": holder, "at": now})
+
+    def _card(self, notice: dict[str, Any], report: dict[str, Any], with_excerpt: bool) -> Message:
+        prefix = notice["prefix"]
+        ttl = self.settings.report_link_ttl
+        try:
+            # the self-contained HTML page when the pipeline wrote one, else the Markdown report
+            page = f"{prefix}report.html" if self.store.raw.exists(f"{prefix}report.html") else f"{prefix}report.md"
+            link = self.store.url(page, ttl)
+        except Exception:  # a store that cannot presign: no link rather than no message
+            link = ""
+        excerpt = self._excerpt(notice, report) if with_excerpt else None
+        return content.card(notice, report, self.settings.lang, link=link, link_ttl=ttl, excerpt=excerpt)
+
+    def _excerpt(self, notice: dict[str, Any], report: dict[str, Any]) -> tuple[str, bytes] | None:
+        name = f"crash-{notice['instance_id'] or 'inbox'}.log.txt"
+        size = str(((report.get("collection") or {}).get("log") or {}).get("size") or "")
+        if size.isdigit() and int(size) > content.MAX_LOG_READ:
+            return content.evidence_excerpt(report, name)
+        key = str(report.get("source") or "")
+        try:
+            check_key(key)
+            data = self.store.get(key)
+        except Exception:  # the log is gone or unreadable: the evidence lines still say something
+            return content.evidence_excerpt(report, name) if (report.get("diagnosis") or {}).get("evidence") else None
+        return content.excerpt_of(data, report, name)
+
+    # -- the timer: what is still owed ---------------------------------------------------------
+
+    def flush(self) -> list[dict[str, Any]]:
+        """Send what the outbox still owes, one message per channel; returns the summaries of
+        the incidents it touched."""
+        now = self.now()
+        notices = self._pending_notices(now)
+        holder = uuid.uuid4().hex[:12]
+        touched: dict[str, dict[str, Any]] = {}
+        for ch in self.channels:
+            if ch.rate_limited and self._throttled(ch, now):
+                continue
+            fresh: list[tuple[dict, View, Ledger]] = []
+            repeats: list[tuple[dict, View, Ledger]] = []
+            for notice in notices:
+                led = Ledger(self.store, notice["prefix"], ch.name)
+                v = led.view()
+                if v.done:
+                    continue
+                if not self._open(led, v, now):
+                    touched[notice["id"]] = notice
+                    continue
+                if notice["mode"] == "direct" and not v.attempted and now - float(notice["created_at"]) < self.settings.notify_lease_seconds:
+                    continue  # its own invocation is sending it right now
+                (repeats if notice["mode"] == "repeat" else fresh).append((notice, v, led))
+            due = bool(repeats) and (bool(fresh) or now - min(float(n["created_at"]) for n, _, _ in repeats) >= self.settings.notify_followup_interval)
+            batch = fresh + (repeats if due else [])
+            claimed = []
+            ref = self._digest_ref(now, [n["id"] for n, _, _ in batch]) if batch else ""
+            for notice, v, led in batch:
+                if led.claim(v.next, holder=holder, now=now, lease=self.settings.notify_lease_seconds, via=ref):
+                    claimed.append((notice, v, led))
+            if not claimed:
+                continue
+            for notice, _, _ in claimed:
+                touched[notice["id"]] = notice
+            if ch.rate_limited and not self._rate_slot(ch, now, holder):
+                out = Outcome(DEFERRED, "this minute's robot message budget is used up; held for the next flush")
+                for _, v, led in claimed:
+                    led.record(v.next, out, now=now, via=ref, transport=ch.transport)
+                continue
+            single = len(claimed) == 1 and claimed[0][0]["mode"] != "repeat"
+            if single:
+                notice = claimed[0][0]
+                msg = self._card(notice, self.store.get_json(notice["report_key"]) or {}, ch.name == "email")
+                via = "flush"
+            else:
+                msg = self._digest(claimed, ref)
+                via = ref
+            out = self._deliver(ch, msg, [n["prefix"] for n, _, _ in claimed])
+            for _, v, led in claimed:
+                self._after(led, ch, v.next, out, v.failures, via=via)
+            if not single:
+                self.store.put(f"notify/digests/{ref}.{ch.name}.json",
+                               {"channel": ch.name, "at": now, "members": [n["prefix"] for n, _, _ in claimed], **out.to_json()})
+            log.info("flush %s: %d incident(s) in one message: %s", ch.name, len(claimed), out.status)
+        return [self.summarise(n) for n in touched.values()]
+
+    def _pending_notices(self, now: float) -> list[dict[str, Any]]:
+        days = sorted({_day(now - k * 86400) for k in range(OUTBOX_DAYS)})
+        out, seen = [], set()
+        for day in days:
+            settled = {k.rsplit("/", 1)[1] for k in self.store.list(f"notify/settled/{day}/")}
+            for key in self.store.list(f"notify/pending/{day}/"):
+                if key.rsplit("/", 1)[1] in settled:
+                    continue
+                ptr = self.store.get_json(key, immutable=True) or {}
+                prefix = str(ptr.get("prefix") or "")
+                if not prefix or prefix in seen:
+                    continue
+                seen.add(prefix)
+                notice = self.store.get_json(f"{prefix}notify/notice.json", immutable=True)
+                if notice is None:
+                    # the trigger stopped between the pointer and the notice: finish its work
+                    try:
+                        report_key = f"{report_prefix(prefix + 'report.json')}report.json"
+                        report = self.store.get_json(report_key)
+                        notice = self._notice(prefix, report_key, report) if report else None
+                    except ValueError:
+                        notice = None
+                if notice is not None:
+                    out.append(notice)
+        return sorted(out, key=lambda n: (float(n.get("created_at", 0)), n["id"]))
+
+    @staticmethod
+    def _digest_ref(now: float, ids: list[str]) -> str:
+        h = hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()[:10]
+        return f"digest-{dt.datetime.fromtimestamp(now, dt.timezone.utc):%Y%m%dT%H%M%S}-{h}"
+
+    def _digest(self, claimed: list[tuple[dict, View, Ledger]], ref: str) -> Message:
+        fresh_notices = [n for n, _, _ in claimed if n["mode"] != "repeat"]
+        repeats = [n for n, _, _ in claimed if n["mode"] == "repeat"]
+        reports: dict[str, dict | None] = {}
+        fresh = []
+        for n in fresh_notices:
+            group = n.get("fingerprint") or f"kind:{n.get('kind')}"
+            if group not in reports:  # one report per group gives its cause and first step
+                reports[group] = self.store.get_json(n["report_key"])
+            fresh.append((n, reports[group]))
+        return content.digest(fresh, repeats, self.settings.lang, ref)
+
+    # -- the record ---------------------------------------------------------------------------
+
+    def summarise(self, notice: dict[str, Any]) -> dict[str, Any]:
+        """Write <incident>/notify.json from the ledger: who was told, how, every attempt."""
+        now = self.now()
+        channels: dict[str, Any] = {}
+        for ch in self.channels:
+            led = Ledger(self.store, notice["prefix"], ch.name)
+            done, attempts = led.history()
+            if done:
+                status = done.get("outcome")
+            elif attempts and "outcome" not in attempts[-1] and float(attempts[-1].get("lease_until") or 0) > now:
+                status = "in_progress"
+            else:
+                status = "pending"
+            channels[ch.name] = {"transport": ch.transport, "status": status, "attempts": attempts, "done": done}
+        doc = {
+            "incident": notice["prefix"], "notice": {k: notice.get(k) for k in ("id", "mode", "repeat_of", "created_iso", "fingerprint")},
+            "channels": channels,
+            "told": any(c["status"] == SENT for c in channels.values()),
+            "complete": all(c["status"] in TERMINAL for c in channels.values()),
+            "updated_at": _iso(now),
+        }
+        if not self.channels:
+            doc["note"] = "no channel configured: DINGTALK_WEBHOOK and SMTP_HOST/MAIL_TO are unset"
+        self.store.put(f"{notice['prefix']}notify.json", doc)
+        if doc["complete"]:  # the flush no longer needs to look at it
+            self.store.put(f"notify/settled/{notice['day']}/{notice['id']}.json", {"at": now, "told": doc["told"]}, if_absent=True)
+        return doc

@@ -1,0 +1,35 @@
+"""The outcome of one delivery attempt, as a channel reports it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+SENT = "sent"
+FAILED = "failed"  # transient (network, 5xx, 4xx SMTP): retried later, a bounded number of times
+THROTTLED = "throttled"  # back-pressure (DingTalk 130101): held, not counted as a failure
+REJECTED = "rejected"  # configuration (DingTalk 310000, SMTP auth, bad address): final, not retried
+DEFERRED = "deferred"  # not attempted (our own rate budget): held
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str
+    detail: str = ""
+    code: str | None = None  # DingTalk errcode, HTTP status or SMTP reply code, as text
+    artifact: str | None = None  # where an outbox channel wrote the message
+
+    def to_json(self) -> dict:
+        out = {"outcome": self.status, "detail": self.detail}
+        if self.code is not None:
+            out["code"] = self.code
+        if self.artifact:
+            out["artifact"] = self.artifact
+        return out
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """Replace every secret (longest first) that made it into a text."""
+    for s in sorted((s for s in secrets if s and len(s) >= 4), key=len, reverse=True):
+        text = text.replace(s, "[redacted]")
+    return text
