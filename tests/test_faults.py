@@ -23,7 +23,7 @@ def ends_once(w, prefix: str) -> str:
     """The incident's last state, after checking it reached exactly one ending."""
     states = w.pipeline.states(prefix)
     assert states[0] == "received" and states.count("failed") <= 1
-    assert ("diagnosed" in states) != ("failed" in states), states
+    assert ("diagnosed" in states) != ("failed" in states), states  # a failure has a report too, but no diagnosis
     return states[-1]
 
 
@@ -122,3 +122,14 @@ def test_oss_failing_for_good_raises_for_fc_to_retry(world, oss_standin):  # noq
     oss_standin.fail_next(50, status=503)
     with pytest.raises(StoreUnavailable):
         world.pipeline.ingest(event("eventbridge-crash-kdump-executing.json"))
+
+
+def test_a_failed_collection_still_gets_a_report_that_says_why(world):
+    world.cloud.instances[KDUMP].error_code = "ClientNotResponse"
+    world.cloud.instances[KDUMP].console = None
+    [prefix] = world.ingest(event("eventbridge-crash-kdump-executing.json")).accepted
+    rep = report_of(world, prefix)
+    assert rep["failure"]["reason"].startswith("no crash log could be collected") and rep["failure"]["advice"]
+    assert rep["diagnosis"]["kind"] == "none" and rep["incident"]["instance_id"] == KDUMP
+    assert b"no crash log could be collected" in world.store.get(f"{prefix}report.md")
+    assert world.store.exists(f"{prefix}report.html")

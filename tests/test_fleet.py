@@ -352,3 +352,33 @@ def test_cli_fleet(tmp_path):
     assert "宕机总览" in (tmp_path / "o" / "index.html").read_text()
     p = run("--store", str(tmp_path / "nope"), "--out", str(tmp_path / "o"))
     assert p.returncode == 2 and "no such store" in p.stderr
+
+
+def test_daily_digest_reaches_the_robot_once(tmp_path):
+    """The fleet function's daily run: yesterday's crashes grouped by fingerprint, posted to
+    a DingTalk stand-in that checks the signature; a second run for the same day sends nothing."""
+    import datetime as dt
+    import json as _json
+
+    from crashdiag.fleet import update_fleet_index
+    from crashdiag.notify.digest import send_daily_digest
+    from crashdiag.replay import build_local_pipeline
+    from crashdiag.settings import Settings
+    from standins.dingtalk import DingTalkStandIn
+
+    root = Path(__file__).resolve().parents[1]
+    settings = Settings(store_dir=str(tmp_path / "store"), instances_dir=str(root / "events" / "instances"),
+                        collect_poll_seconds=0.01)
+    pipeline = build_local_pipeline(settings)
+    for name in ("eventbridge-crash-kdump-executing.json", "eventbridge-crash-journal-only.json"):
+        pipeline.ingest((root / "events" / name).read_bytes())
+    update_fleet_index(pipeline.store)
+    index = _json.loads(pipeline.store.get("fleet/index.json"))
+    day = dt.date.fromisoformat(str(next(iter(index["reports"].values()))["time"])[:10])
+    with DingTalkStandIn(secret="SECdigest-secret", keyword="crash") as robot:
+        s = Settings(dingtalk_webhook=robot.webhook, dingtalk_secret=robot.secret, dingtalk_keyword="crash")
+        first = send_daily_digest(pipeline.store, s, day)
+        again = send_daily_digest(pipeline.store, s, day)
+        assert first["status"] == "sent" and again["status"] == "already sent"
+        [text] = robot.texts()
+    assert "blk" in text and "css" in text and "crash" in text

@@ -442,8 +442,8 @@ def test_notify_fires_once_per_report_and_never_on_what_it_writes():
 
 def test_notify_flush_runs_on_a_timer():
     timers = [t for t in (r["Properties"] for r in of_type("ALIYUN::FC::Trigger").values()) if t["TriggerType"] == "timer"]
-    assert [t["FunctionName"] for t in timers] == ["notify_flush"]
-    assert timers[0]["TriggerConfig"]["CronExpression"] == "@every 1m"
+    flush = [t for t in timers if t["FunctionName"] == "notify_flush"]
+    assert len(flush) == 1 and flush[0]["TriggerConfig"]["CronExpression"] == "@every 1m"
     env = FUNCTIONS["notify_flush"]["EnvironmentVariables"]
     assert env == FUNCTIONS["notify"]["EnvironmentVariables"]  # one outbox, one set of channels
     # a live send's claim must outlast the function that holds it
@@ -456,6 +456,15 @@ def test_pipeline_still_writes_the_trigger_keys():
     source = (SHARED / "pipeline.py").read_text(encoding="utf-8")
     assert re.search(r"_put\(f\"\{prefix\}crash\.log\"", source), "collect no longer writes <prefix>crash.log"
     assert '"incidents/' in source
+
+
+def test_fleet_rebuilds_on_a_timer_and_sends_one_daily_digest():
+    timers = [t for t in (r["Properties"] for r in of_type("ALIYUN::FC::Trigger").values())
+              if t["TriggerType"] == "timer" and t["FunctionName"] == "fleet"]
+    payloads = sorted(t["TriggerConfig"]["Payload"] for t in timers)
+    assert payloads == ["", '{"digest": true}']
+    env = FUNCTIONS["fleet"]["EnvironmentVariables"]
+    assert {"OSS_BUCKET", "DINGTALK_WEBHOOK", "DINGTALK_SECRET"} <= set(env)
 
 
 def test_outputs_name_the_bucket_and_functions():

@@ -1,13 +1,14 @@
-"""Function Compute handler: timer trigger that rebuilds fleet/index.json and fleet/index.html.
+"""Function Compute handler: timer triggers that rebuild fleet/index.json and
+fleet/index.html, and (the daily trigger, payload {"digest": true}) send yesterday's
+digest to DingTalk once.
 
 Each run reads only the report.json objects that appeared since the last run (the index
-remembers the rest), so it stays cheap however many reports the bucket holds. Links in
-the page are presigned for the report link lifetime: the page is rebuilt every run, well
-within it.
+remembers the rest), so it stays cheap however many reports the bucket holds.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 
@@ -23,4 +24,20 @@ def handler(event, context):
     store = build_store(settings)
     summary = rebuild_fleet(store, settings.lang, link=lambda key: store.url(key, settings.report_link_ttl))
     logging.info("fleet index: %s", summary)
+    if _wants_digest(event):
+        from crashdiag.notify.digest import send_daily_digest
+
+        yesterday = dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=1)
+        summary["digest"] = send_daily_digest(store, settings, yesterday)
     return json.dumps(summary)
+
+
+def _wants_digest(event) -> bool:
+    """FC timer events carry the trigger's payload in "payload" (a string)."""
+    try:
+        data = json.loads(event) if isinstance(event, (bytes, str)) else event
+        payload = data.get("payload") if isinstance(data, dict) else None
+        payload = json.loads(payload) if isinstance(payload, str) and payload else payload
+        return bool(isinstance(payload, dict) and payload.get("digest"))
+    except (ValueError, TypeError):
+        return False

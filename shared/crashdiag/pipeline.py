@@ -198,7 +198,22 @@ class Pipeline:
         else:
             self._put(f"{prefix}collect.json", _json(result), if_absent=True)
             self.set_state(prefix, "failed", reason=result["failure"]["reason"], advice=result["failure"]["advice"])
+            # A failure is news too: its report.json goes through the same notify stage.
+            from .report import build_failure_report
+
+            self._write_report(prefix, build_failure_report(result, self.settings.lang), None)
         return result
+
+    def _write_report(self, prefix: str, report: dict, raw_log: bytes | None) -> None:
+        """report.md and report.html first, then report.json, which the notify stage
+        listens to: written last, once."""
+        from .html_report import render_html
+        from .report import render_markdown
+
+        lang = self.settings.lang
+        self._put(f"{prefix}report.md", render_markdown(report, lang).encode("utf-8"), content_type="text/markdown; charset=utf-8")
+        self._put(f"{prefix}report.html", render_html(report, lang, raw_log).encode("utf-8"), content_type="text/html; charset=utf-8")
+        self._put(f"{prefix}report.json", _json(report), if_absent=True)
 
     def _claim_collect(self, prefix: str) -> bool:
         """Take the incident's collection. Two invocations at once (FC may start a retry
@@ -227,7 +242,7 @@ class Pipeline:
 
     def diagnose(self, log_key: str) -> dict:
         """Classify one crash log object and write the report beside it."""
-        from .report import build_report, render_markdown
+        from .report import build_report
 
         check_key(log_key)
         if log_key.startswith("incidents/") and log_key.endswith("/crash.log"):
@@ -243,9 +258,7 @@ class Pipeline:
             return existing
         data = self._get(log_key)
         report = build_report(data, collect, self.settings.lang, source=log_key)
-        self._put(f"{prefix}report.md", render_markdown(report, self.settings.lang).encode("utf-8"), content_type="text/markdown; charset=utf-8")
-        # report.json is what the notify stage listens to: written last, once.
-        self._put(f"{prefix}report.json", _json(report), if_absent=True)
+        self._write_report(prefix, report, data)
         if prefix.startswith("incidents/"):
             self.set_state(prefix, "diagnosed", kind=report["diagnosis"]["kind"], rule=(report["diagnosis"]["rule"] or {}).get("id"))
         return report

@@ -27,13 +27,13 @@ _L = {
            "suspect": "Suspect module", "collected": "Log obtained from", "complete": "complete", "partial": "partial",
            "advice": "Before the next crash", "evidence": "Evidence", "trace": "Call trace", "rule": "Known issue",
            "host": "The host failed (SystemFailure.Reboot): the guest may be innocent.", "none": "No crash report was found in the collected log.",
-           "knob": "Setting that caused the reboot", "commands": "Check"},
+           "knob": "Setting that caused the reboot", "commands": "Check", "failed": "Not collected"},
     "zh": {"title": "宕机诊断报告", "instance": "实例", "region": "地域", "event": "事件", "kind": "类型",
            "confidence": "可信度", "cause": "原因", "remedy": "处理建议", "fix": "修复状态",
            "suspect": "可疑模块", "collected": "日志来源", "complete": "完整", "partial": "不完整",
            "advice": "为下次宕机做好准备", "evidence": "关键日志", "trace": "调用栈", "rule": "已知问题",
            "host": "物理机故障（SystemFailure.Reboot）：实例内部可能没有问题。", "none": "采集到的日志中没有发现宕机报告。",
-           "knob": "导致重启的配置", "commands": "检查命令"},
+           "knob": "导致重启的配置", "commands": "检查命令", "failed": "未能采集"},
 }
 
 
@@ -75,6 +75,26 @@ def build_report(data: bytes, collect: dict[str, Any], lang: str, source: str) -
     }
 
 
+def build_failure_report(collect: dict[str, Any], lang: str) -> dict[str, Any]:
+    """The report of an incident whose crash log could not be collected: people are told
+    about it like any other crash, with the reason and what they can do."""
+    failure = collect.get("failure") or {}
+    reason = failure.get("reason") or "no crash log could be collected"
+    report = build_report(b"", collect, lang, source=None)
+    report["input_error"] = None
+    report["failure"] = {"reason": reason, "advice": failure.get("advice") or ""}
+    report["diagnosis"] = {
+        "kind": "none", "title": _FAILED_TITLE[lang if lang in _FAILED_TITLE else "en"], "fingerprint": None,
+        "confidence": None, "confidence_reasons": [], "rule": None, "fix_status": None, "fix_detail": None,
+        "config_knob": None, "kernel": {}, "crash": None, "modules": {}, "taint": None, "call_trace": [],
+        "evidence": [], "reports": [],
+    }
+    return report
+
+
+_FAILED_TITLE = {"en": "crash log could not be collected", "zh": "未能采集到宕机日志"}
+
+
 def render_markdown(report: dict[str, Any], lang: str) -> str:
     L = _L.get(lang, _L["en"])
     d = report["diagnosis"]
@@ -93,7 +113,10 @@ def render_markdown(report: dict[str, Any], lang: str) -> str:
         out.append(f"- **{L['collected']}**: {md(label)} ({L['complete'] if col.get('complete') else L['partial']})")
     if inc.get("host_failure"):
         out += ["", f"> {L['host']}"]
-    if d["kind"] == "none":
+    if report.get("failure"):
+        f = report["failure"]
+        out += ["", f"**{L['failed']}**: {md(f['reason'], 1000)}", "", f"**{L['remedy']}**: {md(f['advice'], 1000)}"]
+    if d["kind"] == "none" and not report.get("failure"):
         out += ["", L["none"]]
     rule = d.get("rule")
     if rule:

@@ -74,7 +74,10 @@ def card(notice: dict[str, Any], report: dict[str, Any], lang: str, *, link: str
         blocks.append(Block("field", T["region"], {"value": inc.get("region") or ""}))
         blocks.append(Block("field", T["time"], {"value": inc.get("event_time") or notice.get("event_time") or ""}))
     blocks.append(Block("field", T["kind"], {"value": d.get("kind")}))
-    if d.get("kind") == "none":
+    failure = report.get("failure") or None
+    if failure:  # the log could not be collected: say why and what to do
+        cause, step = failure.get("reason") or T["no_crash"], failure.get("advice") or T["step_none"]
+    elif d.get("kind") == "none":
         cause, step = T["no_crash"], T["step_none"]
     elif rule:
         cause = short_cause(rule.get("cause") or "")
