@@ -7,10 +7,15 @@ syslog, serial console, nothing at all). They go through the real pipeline with 
 workers, over real HTTP: oss2 → OSS stand-in, the ECS SDK → ECS stand-in (which runs the
 real guest script), and FC's async invocation run in-line by the worker.
 
+Notifications go to a DingTalk robot stand-in (signature checked, 20 messages a minute
+enforced with errcode 130101) and an SMTP stand-in, with the notify stage run for every
+report and the outbox flushed each (simulated) minute until nothing is owed.
+
 Pass condition: every valid event is accounted for exactly once (one incident per eventId,
-each ending in a report or a recorded failure), duplicates are suppressed, and every
-malformed event is recorded. Prints a summary table; exits non-zero when the condition
-fails.
+each ending in a report or a recorded failure), duplicates are suppressed, every malformed
+event is recorded, every incident is told on both channels, no channel sends one incident
+twice, and the robot never answers 130101 (never more than 20 messages a minute). Prints a
+summary table; exits non-zero when the condition fails.
 """
 
 from __future__ import annotations
@@ -49,6 +54,12 @@ class StormResult:
     kinds: Counter = field(default_factory=Counter)
     methods: Counter = field(default_factory=Counter)
     wall_s: float = 0.0
+    robot_messages: int = 0
+    robot_max_per_minute: int = 0
+    robot_throttled: int = 0
+    emails: int = 0
+    incidents_told: int = 0
+    flushes: int = 0
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -62,6 +73,10 @@ class StormResult:
             ("duplicates suppressed", self.duplicates_suppressed), ("skipped (not a crash)", self.skipped),
             ("malformed, recorded", f"{self.rejected_recorded}/{self.rejected}"), ("reports written", self.reports),
             ("recorded failures", sum(self.failures.values())),
+            ("incidents told (both channels)", self.incidents_told),
+            ("robot messages (max in one minute)", f"{self.robot_messages} ({self.robot_max_per_minute})"),
+            ("robot throttled (130101)", self.robot_throttled), ("emails", self.emails),
+            ("outbox flushes", self.flushes),
             ("wall time", f"{self.wall_s:.1f} s"), ("events per second", f"{self.events_in / max(self.wall_s, 1e-9):.1f}"),
         ]
         out = ["| measure | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows]
@@ -134,6 +149,20 @@ def build_cloud(instances: dict[str, str]):
     return SimulatedCloud(cloud)
 
 
+class Wall:
+    """The notifier's and the robot stand-in's clock: real time plus what the storm skips
+    ahead between outbox flushes (the timer function runs once a minute)."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+    def sleep(self, seconds: float) -> None:
+        self.offset += seconds
+
+
 def run_storm(n_events: int = 500, n_instances: int = 300, workers: int = 8, store=None) -> StormResult:
     """Run a storm against fresh stand-ins (or an injected store) and check the outcome."""
     from crashdiag.ecs_sdk import SdkEcsApi
@@ -155,13 +184,26 @@ def run_storm(n_events: int = 500, n_instances: int = 300, workers: int = 8, sto
         oss.create_bucket("storm")
         store = OssStore(oss2.Bucket(oss2.Auth("storm", "storm"), oss.endpoint, "storm"))
     res = StormResult(events_in=len(events))
+    import urllib.request
+
+    from crashdiag.notify import build_notifier
+    from standins.dingtalk import DingTalkStandIn
+    from standins.smtp import SmtpStandIn
+
+    wall = Wall()
     try:
-        with EcsStandIn(cloud) as ecs_server:
+        with EcsStandIn(cloud) as ecs_server, DingTalkStandIn(secret="SECstorm-signing", clock=wall) as robot, \
+                SmtpStandIn("none") as smtp:
             ecs = SdkEcsApi(access_key_id=STANDIN_KEY_ID, access_key_secret=STANDIN_SECRET, endpoint=ecs_server.endpoint,
                             protocol="http", read_timeout=60, attempts=5, deadline=120, backoff_initial=0.05, backoff_max=0.5)
             # Simulated guests answer at once: a short budget keeps agent-offline waits short.
-            settings = Settings(collect_wait_seconds=8, collect_poll_seconds=0.02, collect_command_timeout=60)
-            pipeline = Pipeline(store, ecs, None, settings)
+            settings = Settings(collect_wait_seconds=8, collect_poll_seconds=0.02, collect_command_timeout=60,
+                                dingtalk_webhook=robot.webhook, dingtalk_secret=robot.secret, smtp_host="127.0.0.1",
+                                smtp_port=smtp.port, smtp_security="none", mail_from="crashdiag@example.com",
+                                mail_to="oncall@example.com")
+            direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+            notifier = build_notifier(settings, store, now=wall, sleep=wall.sleep, opener=direct)
+            pipeline = Pipeline(store, ecs, None, settings, notifier=notifier)
 
             def collect_then_diagnose(payload: bytes) -> None:
                 ref = json.loads(payload)
@@ -169,13 +211,23 @@ def run_storm(n_events: int = 500, n_instances: int = 300, workers: int = 8, sto
                 key = f"incidents/{ref['region']}/{ref['instance_id']}/{ref['incident_id']}/crash.log"
                 if store.exists(key):
                     pipeline.diagnose(key)
+                report = key.replace("crash.log", "report.json")
+                if store.exists(report):  # the OSS trigger on report.json
+                    pipeline.notify(report)
 
             pipeline.invoker = InlineInvoker({settings.fc_collect_function: collect_then_diagnose})
             t0 = time.perf_counter()
             with ThreadPoolExecutor(workers) as pool:
                 summaries = list(pool.map(pipeline.ingest, events))
+            # The notify_flush timer, once a minute, until the outbox owes nothing.
+            for _ in range(30):
+                wall.sleep(61)
+                res.flushes += 1
+                if not pipeline.flush_notifications():
+                    break
             res.wall_s = time.perf_counter() - t0
             _account(res, summaries, store, events)
+            _account_notifications(res, robot, smtp, store)
     finally:
         if oss is not None:
             oss.stop()
@@ -208,14 +260,41 @@ def _account(res: StormResult, summaries, store, events) -> None:
         res.problems.append("a malformed event was not recorded")
     for prefix in sorted(valid_ids):
         if store.exists(f"{prefix}report.json"):
-            res.reports += 1
             rep = json.loads(store.get(f"{prefix}report.json"))
+            if rep.get("failure"):  # a failed collection's report (it is notified too)
+                res.failures[rep["failure"]["reason"]] += 1
+                continue
+            res.reports += 1
             res.kinds[rep["diagnosis"]["kind"]] += 1
             res.methods[rep["collection"]["method"]] += 1
         elif store.exists(f"{prefix}state/90-failed.json"):
             res.failures[json.loads(store.get(f"{prefix}state/90-failed.json"))["reason"]] += 1
         else:
             res.problems.append(f"{prefix} ended neither in a report nor in a recorded failure")
+
+
+def _account_notifications(res: StormResult, robot, smtp, store) -> None:
+    from collections import Counter as _Counter
+
+    res.robot_messages = len(robot.messages)
+    res.emails = len(smtp.received)
+    res.robot_throttled = robot.answered(130101)
+    per_minute = _Counter(int(r.at // 60) for r in robot.requests if r.status == 200 and r.errcode == 0)
+    res.robot_max_per_minute = max(per_minute.values(), default=0)
+    if res.robot_throttled:
+        res.problems.append(f"the robot answered 130101 (over 20 messages a minute) {res.robot_throttled} times")
+    for key in store.list("incidents/"):
+        if not key.endswith("/notify.json"):
+            continue
+        doc = json.loads(store.get(key))
+        sent = {name: sum(1 for a in ch.get("attempts", []) if a.get("outcome") == "sent") for name, ch in doc["channels"].items()}
+        if any(n > 1 for n in sent.values()):
+            res.problems.append(f"{doc['incident']} was sent more than once: {sent}")
+        if all(ch.get("status") == "sent" for ch in doc["channels"].values()):
+            res.incidents_told += 1
+    expected = res.reports + sum(res.failures.values())
+    if res.incidents_told != expected:
+        res.problems.append(f"{expected - res.incidents_told} incidents were not told on both channels")
 
 
 def main() -> int:
@@ -227,6 +306,7 @@ def main() -> int:
     import logging
 
     logging.getLogger("crashdiag").setLevel(logging.ERROR)  # the table counts rejections
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # the stand-ins' access logs
     res = run_storm(a.events, a.instances, a.workers)
     print(res.table())
     return 0 if res.ok else 1

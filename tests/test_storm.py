@@ -18,3 +18,6 @@ def test_storm_accounts_for_every_event_exactly_once():
     assert res.rejected == res.rejected_recorded >= 8  # a batch [1, 2, 3] is three rejections
     assert res.reports + sum(res.failures.values()) == 40
     assert {"kdump", "journal", "messages", "console"} <= set(res.methods)
+    # Notifications: everyone told once on both channels, the robot never over its limit.
+    assert res.incidents_told == 40 and res.robot_throttled == 0
+    assert res.robot_max_per_minute <= 20 and res.robot_messages < 40
