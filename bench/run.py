@@ -140,7 +140,7 @@ def main() -> int:
 
     memory_sizes = template_memory_sizes()
     # Cold start of each handler in a fresh interpreter (imports + first-use clients).
-    for fn in ("on_ecs_event", "collect", "diagnose"):
+    for fn in ("on_ecs_event", "collect", "diagnose", "notify", "notify_flush", "fleet"):
         runs = []
         for _ in range(3):
             out = subprocess.run([sys.executable, str(ROOT / "bench" / "coldstart.py"), fn], capture_output=True, text=True, check=True)
