@@ -108,7 +108,8 @@ def _incident(pipeline: Pipeline, prefix: str, duplicate: bool) -> dict[str, Any
     key = f"{prefix}report.json"
     if store.exists(key):
         out["report"] = key
-        out["report_url"] = store.url(key, pipeline.settings.report_link_ttl)
+        page = f"{prefix}report.html"  # the page people open; report.json is for tools
+        out["report_url"] = store.url(page if store.exists(page) else key, pipeline.settings.report_link_ttl)
         out["diagnosis"] = json.loads(store.get(key))
         out["notifications"] = _notifications(store, prefix)
     failed = f"{prefix}state/90-failed.json"
