@@ -156,7 +156,7 @@ def test_replayed_crash_event_sends_one_signed_message_and_one_email(tmp_path, c
         (payload,) = robot.messages
         text = payload["markdown"]["text"]
         for expected in ("i\\-bp1kdumpel7demo01", "cn\\-hangzhou", "null\\_deref", "blk\\_mq\\_rq\\_timed\\_out",
-                         "Create a snapshot of the system disk first", "affected", "high", "kdump vmcore\\-dmesg", "[Full report](file://",
+                         "Upgrade the kernel to", "affected", "high", "kdump vmcore\\-dmesg", "[Full report](file://",
                          "crashdiag", "@13800000000"):
             assert expected in text, expected
         assert payload["at"] == {"atMobiles": ["13800000000"], "isAtAll": False}
