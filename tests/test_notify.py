@@ -178,7 +178,7 @@ def test_replayed_crash_event_sends_one_signed_message_and_one_email(tmp_path, c
     assert {n["channel"]: n["status"] for n in inc["notifications"]} == {"dingtalk": "sent", "email": "sent"}
     assert not (tmp_path / "out" / "outbox").exists()  # configured channels send, they do not write the outbox
     printed = render_replay(result, "en")
-    assert "DingTalk card (sent to DingTalk: sent)" in printed and "First step: Create a snapshot" in printed
+    assert "DingTalk card (sent to DingTalk: sent)" in printed and "First step: Upgrade the kernel" in printed
 
 
 def test_replay_without_settings_writes_the_outbox_and_prints_the_card(tmp_path):
