@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from .ecs import CloudError, EcsApi
 from .events import Accepted, CrashEvent, Rejected, Skipped, parse_events
 from .settings import Settings
-from .store import AlreadyExists, NotFound, ObjectStore, StoreUnavailable, check_key, check_prefix
+from .store import AlreadyExists, NotFound, ObjectStore, check_key, check_prefix, retry_transient
 
 log = logging.getLogger("crashdiag.pipeline")
 
@@ -80,23 +80,7 @@ class Pipeline:
 
     def _retrying(self, fn: Callable[[], Any]) -> Any:
         """Store calls retry transient failures (5xx, timeouts) with backoff and jitter."""
-        from tenacity import (
-            Retrying,
-            retry_if_exception_type,
-            stop_after_attempt,
-            wait_random_exponential,
-        )
-
-        for attempt in Retrying(
-            retry=retry_if_exception_type(StoreUnavailable),
-            wait=wait_random_exponential(multiplier=0.2, max=3),
-            stop=stop_after_attempt(5),
-            sleep=self.sleep,
-            reraise=True,
-        ):
-            with attempt:
-                return fn()
-        return None  # pragma: no cover - Retrying either returns or raises
+        return retry_transient(fn, self.sleep)
 
     def _put(self, key: str, data: bytes, content_type: str = "application/json", if_absent: bool = False) -> bool:
         """Write an object; with if_absent, return False when it already existed."""

@@ -10,8 +10,12 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
+
+T = TypeVar("T")
 
 
 class StoreError(Exception):
@@ -38,6 +42,28 @@ def check_key(key: str) -> str:
     if not _KEY.match(key) or key.startswith("/") or any(part in ("", ".", "..") for part in key.split("/")):
         raise ValueError(f"unsafe object key: {key!r}")
     return key
+
+
+def retry_transient(fn: Callable[[], T], sleep: Callable[[float], None] = time.sleep) -> T:
+    """Call a store operation, retrying transient failures (5xx, timeouts, resets) with
+    backoff and jitter, five attempts in all; other errors pass straight through."""
+    from tenacity import (
+        Retrying,
+        retry_if_exception_type,
+        stop_after_attempt,
+        wait_random_exponential,
+    )
+
+    for attempt in Retrying(
+        retry=retry_if_exception_type(StoreUnavailable),
+        wait=wait_random_exponential(multiplier=0.2, max=3),
+        stop=stop_after_attempt(5),
+        sleep=sleep,
+        reraise=True,
+    ):
+        with attempt:
+            return fn()
+    raise AssertionError("unreachable: Retrying returns or raises")  # pragma: no cover
 
 
 def check_prefix(prefix: str) -> str:

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..store import AlreadyExists, NotFound, ObjectStore, StoreUnavailable, check_key
+from ..store import AlreadyExists, NotFound, ObjectStore, check_key, retry_transient
 from .outcome import FAILED, REJECTED, SENT, Outcome
 
 _ATTEMPT = re.compile(r"a(\d{3})-([a-z_]+)\.json$")
@@ -62,18 +62,7 @@ class Store:
             return self._immutable.get(key)
 
     def _retrying(self, fn: Callable[[], Any]) -> Any:
-        from tenacity import (
-            Retrying,
-            retry_if_exception_type,
-            stop_after_attempt,
-            wait_random_exponential,
-        )
-
-        for attempt in Retrying(retry=retry_if_exception_type(StoreUnavailable), wait=wait_random_exponential(multiplier=0.2, max=3),
-                                stop=stop_after_attempt(5), sleep=self.sleep, reraise=True):
-            with attempt:
-                return fn()
-        return None  # pragma: no cover
+        return retry_transient(fn, self.sleep)
 
     def put(self, key: str, obj: Any, *, if_absent: bool = False, content_type: str = "application/json") -> bool:
         """Write; with if_absent, False when the key was taken."""
