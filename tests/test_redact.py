@@ -32,3 +32,32 @@ def test_report_walk():
 
 def test_log_bytes():
     assert b"10.1.2.3" not in redact_log(b"[ 1.0] IPv4: martian source 10.1.2.3 from 10.1.2.4\n")
+
+
+def test_redact_setting_applies_to_everything_the_pipeline_writes(tmp_path):
+    """CRASHDIAG_REDACT through a replay: report.json/.md/.html and the outbox messages
+    hide the guest's addresses, host names and command line; crash.log keeps them."""
+    from pathlib import Path
+
+    from crashdiag.replay import replay
+    from crashdiag.settings import Settings
+
+    root = Path(__file__).resolve().parents[1]
+    settings = Settings.from_env({"CRASHDIAG_REDACT": "1"}, store_dir=str(tmp_path / "store"),
+                                 instances_dir=str(root / "events" / "instances"), outbox_dir=str(tmp_path / "outbox"),
+                                 collect_poll_seconds=0.01)
+    assert settings.redact is True
+    result = replay((root / "events" / "eventbridge-crash-oom-messages.json").read_bytes(), settings)
+    [inc] = result["incidents"]
+    prefix = tmp_path / "store" / inc["prefix"]
+    crash = (prefix / "crash.log").read_text()
+    assert "app-02" in crash  # the syslog host is in the raw log ...
+    written = [prefix / n for n in ("report.json", "report.md", "report.html")] + list((tmp_path / "outbox").iterdir())
+    assert len(written) >= 5
+    cmdline = (root / "events" / "instances" / "i-bp1oompanic0002" / "root" / "proc" / "cmdline").read_text().split()
+    root_arg = next(a for a in cmdline if a.startswith("root="))
+    for f in written:
+        text = f.read_text(errors="replace")
+        assert "app-02" not in text and root_arg not in text, f.name  # ... but nowhere else
+    rep = json.loads((prefix / "report.json").read_text())
+    assert rep["redacted"] is True and rep["diagnosis"]["kind"] == "oom_panic"

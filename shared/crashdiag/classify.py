@@ -391,8 +391,15 @@ def build_result(reports: list[Report], builder: ReportBuilder, rules: tuple[Rul
         stream=kr.stream if kr else None,
     )
     rule = best_match(rules, facts)
+    implied = rule.data.get("implies_kind") if rule else None
+    if implied and p.kind == "other" and p.main_event().fmt.title.startswith("Oops"):
+        # The log lost its fault line; the known issue it matches says which fault it is.
+        p.kind = implied
+        summaries[idx] = summary = report_summary(p)
     knob = _config_knob(p) or (rule.data.get("config_knob") if rule else None)
     confidence, reasons = _confidence(p, rule)
+    if implied and p.kind == implied and p.main_event().fmt.kind == "other":
+        reasons.append(f"the fault line is missing: the kind ({implied}) comes from the known issue {rule.id}")
     fs = fix_status(kr, rule.data.get("fixed_in") if rule else None) if rule else None
     values = {
         "module": suspect or "",

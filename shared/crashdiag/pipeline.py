@@ -190,10 +190,16 @@ class Pipeline:
 
     def _write_report(self, prefix: str, report: dict, raw_log: bytes | None) -> None:
         """report.md and report.html first, then report.json, which the notify stage
-        listens to: written last, once."""
+        listens to: written last, once. With CRASHDIAG_REDACT, everything written here (and
+        so every notification built from it) has IPs, host names and the command line hidden."""
         from .html_report import render_html
         from .report import render_markdown
 
+        if self.settings.redact:
+            from .redact import redact_log, redact_report
+
+            report = redact_report(report)
+            raw_log = redact_log(raw_log) if raw_log else raw_log
         lang = self.settings.lang
         self._put(f"{prefix}report.md", render_markdown(report, lang).encode("utf-8"), content_type="text/markdown; charset=utf-8")
         self._put(f"{prefix}report.html", render_html(report, lang, raw_log).encode("utf-8"), content_type="text/html; charset=utf-8")

@@ -50,6 +50,7 @@ ENV: dict[str, tuple[str, type]] = {
     "MAIL_FROM": ("mail_from", str),
     "MAIL_TO": ("mail_to", str),
     "CRASHDIAG_OUTBOX_DIR": ("outbox_dir", str),
+    "CRASHDIAG_REDACT": ("redact", bool),
     "NOTIFY_TIMEOUT": ("notify_timeout", float),
     "NOTIFY_RATE_PER_MINUTE": ("notify_rate_per_minute", int),
     "NOTIFY_BURST": ("notify_burst", int),
@@ -105,6 +106,8 @@ class Settings:
     mail_to: str = ""  # comma-separated
     # Replay: a channel that is not configured writes its message here instead ("" = off).
     outbox_dir: str = ""
+    # Hide IP addresses, host names and the kernel command line in reports and messages.
+    redact: bool = False
     notify_timeout: float = 10.0  # per HTTP request / SMTP connection
     notify_rate_per_minute: int = 10  # robot messages per calendar minute: <= 20 in any 60 s
     notify_burst: int = 3  # incidents paged one by one per storm window; the rest go in a digest
