@@ -36,7 +36,15 @@ from urllib.parse import parse_qs, quote_plus, urlsplit
 
 from ..escape import plain
 from .messages import Message, to_markdown
-from .outcome import FAILED, REJECTED, SENT, THROTTLED, Outcome, redact
+from .outcome import (
+    REJECTED,
+    SENT,
+    THROTTLED,
+    Outcome,
+    Transient,
+    deliver_with_retries,
+    redact,
+)
 
 log = logging.getLogger("crashdiag.notify.dingtalk")
 
@@ -69,12 +77,6 @@ def payload(msg: Message, *, keyword: str = "", mobiles: tuple[str, ...] = (), a
             "at": {"atMobiles": list(mobiles), "isAtAll": bool(at_all)}}
 
 
-class _Transient(Exception):
-    def __init__(self, detail: str, code: str | None = None) -> None:
-        super().__init__(detail)
-        self.detail, self.code = detail, code
-
-
 class DingTalkRobot:
     """POSTs payloads to one custom robot. ``opener`` is a ``urllib.request.OpenerDirector``
     (injectable; the default has no special handlers), ``now``/``sleep`` drive the
@@ -105,22 +107,8 @@ class DingTalkRobot:
         return f"{self._webhook}&timestamp={ts}&sign={sign(self._secret, ts)}"
 
     def post(self, body: dict[str, Any]) -> Outcome:
-        from tenacity import (
-            Retrying,
-            retry_if_exception_type,
-            stop_after_attempt,
-            wait_random_exponential,
-        )
-
         data = json.dumps(body, ensure_ascii=False).encode("utf-8")
-        try:
-            for attempt in Retrying(retry=retry_if_exception_type(_Transient), wait=wait_random_exponential(multiplier=0.5, max=4),
-                                    stop=stop_after_attempt(self.attempts), sleep=self.sleep, reraise=True):
-                with attempt:
-                    return self._post_once(data)
-        except _Transient as t:
-            return Outcome(FAILED, t.detail, t.code)
-        return Outcome(FAILED, "no attempt made")  # pragma: no cover - Retrying returns or raises
+        return deliver_with_retries(lambda: self._post_once(data), self.attempts, self.sleep)
 
     def _post_once(self, data: bytes) -> Outcome:
         req = urllib.request.Request(self.signed_url(), data=data, method="POST",
@@ -130,21 +118,21 @@ class DingTalkRobot:
                 status, raw = resp.status, resp.read(65536)
         except urllib.error.HTTPError as e:
             if e.code >= 500 or e.code == 429:
-                raise _Transient(f"DingTalk answered HTTP {e.code}", str(e.code)) from None
+                raise Transient(f"DingTalk answered HTTP {e.code}", str(e.code)) from None
             return Outcome(REJECTED, f"DingTalk answered HTTP {e.code}: check DINGTALK_WEBHOOK", str(e.code))
         except (OSError, http.client.HTTPException) as e:
             # the exception text may carry the URL: keep only the type (and a timeout's nature)
             reason = getattr(e, "reason", None)
             kind = type(reason).__name__ if isinstance(reason, BaseException) else type(e).__name__
-            raise _Transient(f"DingTalk unreachable ({kind})") from None
+            raise Transient(f"DingTalk unreachable ({kind})") from None
         if status >= 500:
-            raise _Transient(f"DingTalk answered HTTP {status}", str(status))
+            raise Transient(f"DingTalk answered HTTP {status}", str(status))
         try:
             reply = json.loads(raw)
             errcode = int(reply.get("errcode", -999))
             errmsg = plain(redact(str(reply.get("errmsg", "")), self._secrets()), 200)
         except (ValueError, TypeError, AttributeError):
-            raise _Transient(f"DingTalk answered HTTP {status} without a JSON reply") from None
+            raise Transient(f"DingTalk answered HTTP {status} without a JSON reply") from None
         if errcode == 0:
             return Outcome(SENT, "ok", "0")
         if errcode == ERR_THROTTLED:
@@ -154,5 +142,5 @@ class DingTalkRobot:
                                      f"Check DINGTALK_KEYWORD, DINGTALK_SECRET, the robot's security settings and this machine's clock: {errmsg}",
                            str(errcode))
         if errcode == ERR_BUSY:
-            raise _Transient(f"DingTalk busy (errcode -1): {errmsg}", str(errcode))
+            raise Transient(f"DingTalk busy (errcode -1): {errmsg}", str(errcode))
         return Outcome(REJECTED, f"DingTalk refused the message (errcode {errcode}): {errmsg}", str(errcode))

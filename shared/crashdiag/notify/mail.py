@@ -22,7 +22,7 @@ from email.message import EmailMessage
 
 from ..escape import plain
 from .messages import Message, subject_text, to_html, to_text
-from .outcome import FAILED, REJECTED, SENT, Outcome, redact
+from .outcome import REJECTED, SENT, Outcome, Transient, deliver_with_retries, redact
 
 
 def addresses(raw: str) -> list[str]:
@@ -92,21 +92,7 @@ class SmtpMailer:
         return self._context
 
     def send(self, m: EmailMessage) -> Outcome:
-        from tenacity import (
-            Retrying,
-            retry_if_exception_type,
-            stop_after_attempt,
-            wait_random_exponential,
-        )
-
-        try:
-            for attempt in Retrying(retry=retry_if_exception_type(_Transient), wait=wait_random_exponential(multiplier=0.5, max=4),
-                                    stop=stop_after_attempt(self.attempts), sleep=self.sleep, reraise=True):
-                with attempt:
-                    return self._send_once(m)
-        except _Transient as t:
-            return Outcome(FAILED, t.detail, t.code)
-        return Outcome(FAILED, "no attempt made")  # pragma: no cover
+        return deliver_with_retries(lambda: self._send_once(m), self.attempts, self.sleep)
 
     def _send_once(self, m: EmailMessage) -> Outcome:
         where = f"SMTP {self.host}:{self.port} ({self.security})"
@@ -123,19 +109,19 @@ class SmtpMailer:
             codes = sorted({str(c) for c, _ in e.recipients.values()})
             if all(c.startswith("5") for c in codes):
                 return Outcome(REJECTED, f"{where} refused every recipient in MAIL_TO (reply {', '.join(codes)})", ",".join(codes))
-            raise _Transient(f"{where} deferred the recipients (reply {', '.join(codes)})", ",".join(codes)) from None
+            raise Transient(f"{where} deferred the recipients (reply {', '.join(codes)})", ",".join(codes)) from None
         except smtplib.SMTPSenderRefused as e:
             if 500 <= e.smtp_code < 600:
                 return Outcome(REJECTED, f"{where} refused MAIL_FROM (reply {e.smtp_code})", str(e.smtp_code))
-            raise _Transient(f"{where} deferred the sender (reply {e.smtp_code})", str(e.smtp_code)) from None
+            raise Transient(f"{where} deferred the sender (reply {e.smtp_code})", str(e.smtp_code)) from None
         except smtplib.SMTPResponseException as e:
             if 500 <= e.smtp_code < 600:
                 return Outcome(REJECTED, f"{where} refused the message (reply {e.smtp_code}): {self._clean(e.smtp_error)}", str(e.smtp_code))
-            raise _Transient(f"{where} failed (reply {e.smtp_code}): {self._clean(e.smtp_error)}", str(e.smtp_code)) from None
+            raise Transient(f"{where} failed (reply {e.smtp_code}): {self._clean(e.smtp_error)}", str(e.smtp_code)) from None
         except ssl.SSLCertVerificationError:
             return Outcome(REJECTED, f"{where}: the server's certificate did not verify")
         except (OSError, smtplib.SMTPException) as e:
-            raise _Transient(f"{where} unreachable or failed ({type(e).__name__})") from None
+            raise Transient(f"{where} unreachable or failed ({type(e).__name__})") from None
         if refused:
             return Outcome(SENT, f"accepted for {len(m['To'].split(',')) - len(refused)} recipient(s); refused: {', '.join(sorted(refused))}")
         return Outcome(SENT, "accepted by the SMTP server")
@@ -143,12 +129,6 @@ class SmtpMailer:
     def _clean(self, raw: object) -> str:
         text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
         return plain(redact(text, [self._password]), 200)
-
-
-class _Transient(Exception):
-    def __init__(self, detail: str, code: str | None = None) -> None:
-        super().__init__(detail)
-        self.detail, self.code = detail, code
 
 
 __all__ = ["SmtpMailer", "build_email", "addresses", "connect"]

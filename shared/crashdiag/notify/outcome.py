@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 SENT = "sent"
@@ -33,3 +33,31 @@ def redact(text: str, secrets: Iterable[str]) -> str:
     for s in sorted((s for s in secrets if s and len(s) >= 4), key=len, reverse=True):
         text = text.replace(s, "[redacted]")
     return text
+
+
+class Transient(Exception):
+    """A delivery attempt failed in a way worth trying again (network, 5xx, SMTP 4xx)."""
+
+    def __init__(self, detail: str, code: str | None = None) -> None:
+        super().__init__(detail)
+        self.detail, self.code = detail, code
+
+
+def deliver_with_retries(attempt: Callable[[], Outcome], attempts: int, sleep: Callable[[float], None]) -> Outcome:
+    """Run one delivery, retrying Transient failures with backoff and jitter; after the
+    last try the failure becomes a FAILED outcome (the ledger retries it later)."""
+    from tenacity import (
+        Retrying,
+        retry_if_exception_type,
+        stop_after_attempt,
+        wait_random_exponential,
+    )
+
+    try:
+        for tried in Retrying(retry=retry_if_exception_type(Transient), wait=wait_random_exponential(multiplier=0.5, max=4),
+                              stop=stop_after_attempt(attempts), sleep=sleep, reraise=True):
+            with tried:
+                return attempt()
+    except Transient as t:
+        return Outcome(FAILED, t.detail, t.code)
+    return Outcome(FAILED, "no attempt made")  # pragma: no cover - Retrying returns or raises
