@@ -95,3 +95,15 @@ def world(instances: Path, oss_store, monkeypatch):  # noqa: F811
 
 def report_of(w, prefix: str) -> dict:
     return json.loads(w.store.get(f"{prefix}report.json"))
+
+
+def replay_events(store_dir: Path, *names: str):
+    """Replay sample events into a local store (the embedded defaults); returns the store."""
+    from crashdiag.replay import replay
+    from crashdiag.store import LocalStore
+
+    settings = Settings.from_env({}, store_dir=str(store_dir), instances_dir=str(ROOT / "events" / "instances"), lang="en",
+                                 collect_poll_seconds=0.05, collect_wait_seconds=2)
+    for name in names:
+        replay((ROOT / "events" / name).read_bytes(), settings)
+    return LocalStore(store_dir)

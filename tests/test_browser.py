@@ -22,14 +22,12 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from fixtures_world import replay_events
 
 from corpus import load_case
 from crashdiag.fleet import rebuild_fleet
 from crashdiag.html_report import CSP, render_html
-from crashdiag.replay import replay
 from crashdiag.report import build_report
-from crashdiag.settings import Settings
-from crashdiag.store import LocalStore
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = ROOT / "tests" / "cases" / "seed"
@@ -141,14 +139,6 @@ def elements(dom: str) -> Elements:
     e = Elements()
     e.feed(dom)
     return e
-
-
-def replay_events(store_dir: Path, *names: str) -> LocalStore:
-    settings = Settings.from_env({}, store_dir=str(store_dir), instances_dir=str(ROOT / "events" / "instances"), lang="en",
-                                 collect_poll_seconds=0.05, collect_wait_seconds=2)
-    for name in names:
-        replay((ROOT / "events" / name).read_bytes(), settings)
-    return LocalStore(store_dir)
 
 
 def hostile_report() -> tuple[dict, bytes]:

@@ -15,6 +15,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from fixtures_world import replay_events
 
 from crashdiag.fleet import (
     HTML_KEY,
@@ -27,8 +28,6 @@ from crashdiag.fleet import (
     update_fleet_index,
 )
 from crashdiag.html_report import CSP
-from crashdiag.replay import replay
-from crashdiag.settings import Settings
 from crashdiag.store import LocalStore, StoreUnavailable
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,14 +35,6 @@ KDUMP = "incidents/cn-hangzhou/i-bp1kdumpel7demo01/e-bp1crash0kdump01/report.jso
 NOW = dt.datetime(2026, 11, 27, 3, 0, 0, tzinfo=dt.timezone.utc)
 EVENTS = ("eventbridge-crash-kdump-executing.json", "eventbridge-crash-oom-messages.json",
           "cloudmonitor-crash-ubuntu-kdump-tools.json", "eventbridge-crash-journal-only.json", "oss-object-created-inbox.json")
-
-
-def replay_events(store_dir: Path, *names: str) -> LocalStore:
-    settings = Settings.from_env({}, store_dir=str(store_dir), instances_dir=str(ROOT / "events" / "instances"), lang="en",
-                                 collect_poll_seconds=0.05, collect_wait_seconds=2)
-    for name in names:
-        replay((ROOT / "events" / name).read_bytes(), settings)
-    return LocalStore(store_dir)
 
 
 class CountingStore:
