@@ -219,6 +219,11 @@ def _match(text: str) -> tuple[F.Format, dict[str, str]] | None:
     return None
 
 
+# The event of a report that starts at its RIP line (the oops header line was lost).
+_HEADLESS = F.Format("other", F.START, re.compile(""), "Oops in {frame}", "headless")
+_HEADER_STARTS = ("Modules linked in", "CPU: ", "Pid: ", "Hardware name", "task: ", "Oops")
+
+
 class ReportBuilder:
     """Streams kernel lines in, keeps the crash reports found."""
 
@@ -363,26 +368,17 @@ class ReportBuilder:
                 r.panic_line = line
 
     def _headless(self, line: LogLine) -> None:
-        """A kernel-mode RIP with no report open: an oops whose header line was lost."""
-        back: list[LogLine] = []
-        for prev in reversed(self.recent):
-            back.append(prev)
-            if prev.text.startswith(("Modules linked in", "CPU: ", "Pid: ")) and len(back) > 1:
-                # keep going to the modules line if it sits just above the header
-                continue
-            if len(back) > 12:
-                break
-        back.reverse()
-        # Trim leading lines that are not part of an oops header.
-        while back and not back[0].text.startswith(("Modules linked in", "CPU: ", "Pid: ", "Hardware name", "task: ", "Oops")):
+        """A kernel-mode RIP with no report open: an oops whose header line was lost. The
+        oops header lines just above the RIP (modules, task, hardware) belong to it."""
+        back = list(self.recent)[-13:]
+        while back and not back[0].text.startswith(_HEADER_STARTS):
             back.pop(0)
         r = self._new()
         r.headless = True
         for prev in back:
             r.add_line(prev)
         r.add_line(line)
-        headless_fmt = F.Format("other", F.START, re.compile(""), "Oops in {frame}", "headless")
-        r.events.append(Event(headless_fmt, {}, r.count, line))
+        r.events.append(Event(_HEADLESS, {}, r.count, line))
         r.last_event_index = r.count
         r.last_event_ts = line.timestamp
 
