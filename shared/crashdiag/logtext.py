@@ -16,7 +16,7 @@ from __future__ import annotations
 import gzip
 import io
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 
@@ -364,10 +364,3 @@ def _emit(buf: bytes, base: int, start: int, end: int, lines_before: int) -> Win
     hi = nl if nl != -1 and nl - hi < 4096 else min(hi, len(buf))
     first_line = lines_before + buf.count(b"\n", 0, lo)
     return Window(base + lo, decode(buf[lo:hi]), first_line)
-
-
-def iter_lines(windows: Iterable[Window]) -> Iterator[tuple[Window, LogLine]]:
-    """Kernel lines of every window, in input order."""
-    for w in windows:
-        for line in normalise(w.text, w.first_line or 1):
-            yield w, line

@@ -29,8 +29,6 @@ log = logging.getLogger("crashdiag.pipeline")
 
 SCRIPT_PATH = Path(__file__).with_name("guest") / "collect-crash-log.sh"
 STATES = {"received": "00", "collecting": "10", "collected": "20", "diagnosed": "30", "notified": "40", "failed": "90"}
-# Cloud Assistant error codes that mean the guest cannot run our script now.
-GUEST_UNREACHABLE = frozenset({"ClientNotRunning", "ClientNotResponse", "DeliveryTimeout", "InstanceNotRunning", "ClientNeedUpgrade", "ClientIsUpgrading", "ClientNetworkBlocked", "ClientNotOnline"})
 
 
 class Invoker(Protocol):
@@ -293,4 +291,4 @@ def _since(ev: dict) -> int:
     return 0
 
 
-__all__ = ["Pipeline", "IngestSummary", "CloudError", "STATES", "SCRIPT_PATH", "GUEST_UNREACHABLE"]
+__all__ = ["Pipeline", "IngestSummary", "CloudError", "STATES", "SCRIPT_PATH"]
