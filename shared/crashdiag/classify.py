@@ -105,7 +105,16 @@ def primary_report(reports: list[Report]) -> Report | None:
     return reports[0] if reports else None
 
 
+_SYSCALL_WRAPPER = re.compile(r"^(?:__se_|__x64_|__ia32_|__arm64_|__do_)+sys_")
+
+
 def _guilty_frame(r: Report, event_frame: str | None) -> str | None:
+    """The frame a title names, with syscall wrappers read as the syscall (__se_sys_mremap: mremap)."""
+    fn = _guilty_frame_raw(r, event_frame)
+    return _SYSCALL_WRAPPER.sub("", fn) if fn else fn
+
+
+def _guilty_frame_raw(r: Report, event_frame: str | None) -> str | None:
     if event_frame:
         fn = F.clean_function(event_frame.split("+", 1)[0])
         if not F.SKIP_FRAMES.match(fn):
@@ -124,7 +133,9 @@ def _guilty_frame(r: Report, event_frame: str | None) -> str | None:
     for fn in candidates:
         if not F.SKIP_FRAMES.match(fn):
             return fn
-    return None
+    # Only plumbing in view (a trace cut off, or none at all): the crashing function itself
+    # still says more than no frame.
+    return rip_fn or (F.clean_function(event_frame.split("+", 1)[0]) if event_frame else None)
 
 
 _NUMBERS = re.compile(r"\b(?:0x)?[0-9a-fA-F]{8,}\b|\b0x[0-9a-fA-F]+\b")

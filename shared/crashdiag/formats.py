@@ -405,7 +405,7 @@ CONFIG_PANICS: tuple[tuple[re.Pattern[str], str], ...] = (
 # Frames that are plumbing of the crash machinery rather than where it happened.
 # Skipped when choosing the guilty frame and when fingerprinting.
 SKIP_FRAMES = re.compile(
-    r"^(?:dump_stack\w*|show_stack\w*|show_trace\w*|show_regs|__show_regs|panic|nmi_panic|"
+    r"^(?:_?_?dump_stack\w*|show_stack\w*|show_trace\w*|show_regs|__show_regs|panic|nmi_panic|"
     r"__warn\w*|warn_slowpath\w*|report_bug|fixup_bug|handle_bug|do_error_trap|do_trap|do_invalid_op|"
     r"invalid_op|exc_\w+|asm_exc_\w+|asm_sysvec_\w+|sysvec_\w+|die|__die\w*|oops_\w+|no_context|"
     r"__bad_area\w*|bad_area\w*|page_fault_oops|kernelmode_fixup_or_oops|do_page_fault|__do_page_fault|"
@@ -442,7 +442,11 @@ SKIP_FRAMES = re.compile(
     r"__panic|panic_saved_regs|skb_panic|skb_over_panic|skb_under_panic|assertfail|"
     r"unwind_\w+|__unwind_start|arch_stack_walk|stack_trace_save\w*|save_stack\w*|"
     r"kfree|kvfree|kmem_cache_free|__kmem_cache_free|slab_free\w*|__slab_free|qlist_\w+|quarantine_\w+|"
-    r"warn_bogus_irq_restore|smp_call_function_many_cond|smp_call_function_single|csd_lock_wait"
+    r"warn_bogus_irq_restore|smp_call_function_many_cond|smp_call_function_single|smp_call_function_many|csd_lock_wait|"
+    # Waiting and allocating: a hung or sleeping task is stuck in its caller's business.
+    r"call_rwsem_\w+|__?wait_rcu_gp|__?flush_work|flush_workqueue|jbd2_log_wait_commit|"
+    r"kmem_cache_alloc\w*|__kmalloc\w*|kmalloc\w*|_?copy_(?:from|to)_user\w*|_atomic_dec_and_lock\w*|"
+    r"bad_page|__schedule_bug|lock_sock_nested|mark_lock"
     r")$"
 )
 

@@ -150,6 +150,9 @@ _TRACE_BOTTOM = re.compile(
     r"cpu_idle|cpu_bringup_and_idle|el0_svc\w*|el0t_64_sync\w*|ret_from_intr|common_interrupt|tracesys\w*|"
     r"sysenter_\w+|ia32_sysenter_target|kernel_thread_helper|child_rip)$"
 )
+# Exception entry frames: the trapped context's registers follow them, then its own frames
+# (a WARN() under panic_on_warn shows "... invalid_op", a register dump, then the caller).
+_EXCEPTION_ENTRY = re.compile(r"^(?:invalid_op|asm_exc_\w+|exc_\w+|page_fault|async_page_fault|general_protection|divide_error|do_invalid_op|do_error_trap)$")
 # Lines that end a call trace for certain (rather than interleaving with it).
 _TRACE_END = re.compile(r"^(?:RIP|IP:|Code:|---\[|Modules linked in|CPU: |Kernel panic|RSP|CR2|Mem-Info|NMI backtrace|Kernel Offset|Sending NMI|Call Trace|Call trace|\S+ invoked oom-killer|INFO: |BUG: |WARNING: )")
 _KERNEL_RIP = re.compile(r"^(?:RIP: (?:0010|0060):|IP: \[<|IP: [A-Za-z_]|RIP \[<|pc : |EIP: 0060:)")
@@ -428,7 +431,10 @@ def extract(r: Report) -> None:
                 # Other messages interleave with a trace on busy consoles; keep reading.
                 misses += 1
                 continue
-            elif context is not None and misses < 40 and not t.startswith(("---[", "Kernel panic")):
+            elif (context is not None or (r.trace and _EXCEPTION_ENTRY.match(r.trace[-1].function or ""))) \
+                    and misses < 40 and not t.startswith(("---[", "Kernel panic")):
+                if r.rip is None:  # the trapped context's RIP sits in this register block
+                    r.rip = _parse_rip(t)
                 # Inside <IRQ>/<NMI>: the interrupted context's registers sit between the
                 # interrupt frames and </IRQ>, then the task's own frames follow.
                 misses += 1
