@@ -282,3 +282,27 @@ def test_oss_errors_never_carry_credentials(oss_standin, token):
         assert SENTINEL_SECRET not in text
         assert SENTINEL_TOKEN not in text
         assert exc.__cause__ is None and exc.__suppress_context__
+
+
+def test_report_links_use_the_link_endpoint_and_key(oss_standin):  # noqa: F811
+    """Links people open are signed with the link key for the link endpoint; the store's
+    own calls keep the function's (STS) credentials. Fetched for real through the stand-in."""
+    import urllib.parse
+    import urllib.request
+
+    from crashdiag.oss_store import OssStore
+
+    oss_standin.create_bucket("linkbucket")
+    internal = oss_standin.endpoint
+    public = internal.replace("127.0.0.1", "localhost")
+    store = OssStore.connect(internal, "linkbucket", "sts-key-id", "sts-secret", "sts-token-abc",
+                             link_endpoint=public, link_key=("link-key-id", "link-key-secret"))
+    store.put("incidents/cn-hangzhou/i-a/e-1/report.html", b"<p>report</p>")
+    link = store.url("incidents/cn-hangzhou/i-a/e-1/report.html", 3600)
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(link).query)
+    assert link.startswith(public + "/") and query["OSSAccessKeyId"] == ["link-key-id"]
+    assert "security-token" not in query  # a long-lived key: the link outlives the STS token
+    with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(link, timeout=10) as resp:
+        assert resp.read() == b"<p>report</p>"
+    guest = store.put_url("incidents/cn-hangzhou/i-a/e-1/guest-upload.log", 900)
+    assert guest.startswith(internal + "/")  # the guest uploads over the internal endpoint

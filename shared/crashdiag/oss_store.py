@@ -41,13 +41,17 @@ def _check_prefix(prefix: str) -> str:
 class OssStore:
     """Objects in one OSS bucket. Build with ``OssStore(oss2.Bucket(...))`` or ``OssStore.connect``."""
 
-    def __init__(self, bucket: oss2.Bucket) -> None:
+    def __init__(self, bucket: oss2.Bucket, link_bucket: oss2.Bucket | None = None) -> None:
+        """``link_bucket`` signs the links people open (``url``): the public endpoint and,
+        ideally, a long-lived key, where ``bucket`` talks to the internal endpoint with the
+        function's short-lived STS credentials (a link signed with those dies with them)."""
         import oss2  # lazily: see the module docstring
         import requests  # a dependency of oss2; a torn download surfaces as a bare requests error
 
         self._oss2 = oss2
         self._requests = requests
         self.bucket = bucket
+        self.link_bucket = link_bucket or bucket
 
     @classmethod
     def connect(
@@ -59,6 +63,8 @@ class OssStore:
         security_token: str | None = None,
         *,
         timeout: float = 30.0,
+        link_endpoint: str | None = None,
+        link_key: tuple[str, str] | None = None,
     ) -> OssStore:
         """A store on ``bucket_name`` at ``endpoint`` (e.g. ``https://oss-cn-hangzhou-internal.aliyuncs.com``).
 
@@ -77,9 +83,13 @@ class OssStore:
             auth = oss2.Auth(access_key_id, access_key_secret)
         try:
             bucket = oss2.Bucket(auth, endpoint, bucket_name, connect_timeout=timeout)
+            link_bucket = None
+            if link_endpoint or link_key:
+                link_auth = oss2.Auth(*link_key) if link_key else auth
+                link_bucket = oss2.Bucket(link_auth, link_endpoint or endpoint, bucket_name, connect_timeout=timeout)
         except oss2.exceptions.ClientError:
             raise ValueError(f"invalid OSS endpoint {endpoint!r} or bucket name {bucket_name!r}") from None
-        return cls(bucket)
+        return cls(bucket, link_bucket)
 
     # -- the ObjectStore protocol ------------------------------------------------------
 
@@ -134,9 +144,9 @@ class OssStore:
         return sorted(keys)
 
     def url(self, key: str, ttl: int) -> str:
-        """A presigned GET URL valid for ``ttl`` seconds."""
+        """A presigned GET URL valid for ``ttl`` seconds, for people (see ``link_bucket``)."""
         check_key(key)
-        return self._sign("GET", key, ttl)
+        return self._sign("GET", key, ttl, bucket=self.link_bucket)
 
     def put_url(self, key: str, ttl: int) -> str | None:
         """A presigned PUT URL valid for ``ttl`` seconds; send ``Content-Type: PUT_URL_CONTENT_TYPE``."""
@@ -145,11 +155,11 @@ class OssStore:
 
     # -- helpers -----------------------------------------------------------------------
 
-    def _sign(self, method: str, key: str, ttl: int, headers: dict[str, str] | None = None) -> str:
+    def _sign(self, method: str, key: str, ttl: int, headers: dict[str, str] | None = None, bucket=None) -> str:
         if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl <= 0:
             raise ValueError(f"ttl must be a positive number of seconds, not {ttl!r}")
         # slash_safe keeps '/' readable in the URL; the V1 signature covers the raw key either way.
-        return self.bucket.sign_url(method, key, ttl, headers=headers, slash_safe=True)
+        return (bucket or self.bucket).sign_url(method, key, ttl, headers=headers, slash_safe=True)
 
     def _translate(self, e: Any, op: str, key: str) -> StoreError:
         """One of our errors for an oss2 error, with a message free of credentials and URLs."""

@@ -18,8 +18,13 @@ def build_store(settings: Settings):
         from .oss_store import OssStore
 
         endpoint = settings.oss_endpoint or f"https://oss-{settings.region}-internal.aliyuncs.com"
+        # Links for people: the public endpoint unless one is set (an explicit OSS_ENDPOINT
+        # without OSS_LINK_ENDPOINT, as in tests, serves both).
+        link_endpoint = settings.oss_link_endpoint or (None if settings.oss_endpoint else f"https://oss-{settings.region}.aliyuncs.com")
+        link_key = (settings.report_link_access_key_id, settings.report_link_access_key_secret) \
+            if settings.report_link_access_key_id and settings.report_link_access_key_secret else None
         return OssStore.connect(endpoint, settings.oss_bucket, settings.access_key_id, settings.access_key_secret,
-                                settings.security_token or None)
+                                settings.security_token or None, link_endpoint=link_endpoint, link_key=link_key)
     from .store import LocalStore
 
     return LocalStore(settings.store_dir)

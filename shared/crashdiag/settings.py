@@ -51,6 +51,9 @@ ENV: dict[str, tuple[str, type]] = {
     "MAIL_TO": ("mail_to", str),
     "CRASHDIAG_OUTBOX_DIR": ("outbox_dir", str),
     "CRASHDIAG_REDACT": ("redact", bool),
+    "OSS_LINK_ENDPOINT": ("oss_link_endpoint", str),
+    "REPORT_LINK_ACCESS_KEY_ID": ("report_link_access_key_id", str),
+    "REPORT_LINK_ACCESS_KEY_SECRET": ("report_link_access_key_secret", str),
     "NOTIFY_TIMEOUT": ("notify_timeout", float),
     "NOTIFY_RATE_PER_MINUTE": ("notify_rate_per_minute", int),
     "NOTIFY_BURST": ("notify_burst", int),
@@ -60,7 +63,8 @@ ENV: dict[str, tuple[str, type]] = {
     "NOTIFY_LEASE_SECONDS": ("notify_lease_seconds", int),
     "NOTIFY_MAX_ATTEMPTS": ("notify_max_attempts", int),
 }
-SECRET_FIELDS = frozenset({"access_key_secret", "security_token", "dingtalk_webhook", "dingtalk_secret", "smtp_password"})
+SECRET_FIELDS = frozenset({"access_key_secret", "security_token", "dingtalk_webhook", "dingtalk_secret", "smtp_password",
+                           "report_link_access_key_secret"})
 SMTP_SECURITY = ("ssl", "starttls", "none")
 
 
@@ -108,6 +112,12 @@ class Settings:
     outbox_dir: str = ""
     # Hide IP addresses, host names and the kernel command line in reports and messages.
     redact: bool = False
+    # Report links people open: the public endpoint (the functions use the internal one) and
+    # a long-lived key limited to oss:GetObject, since a link signed with the function's STS
+    # token stops working when that token expires, whatever REPORT_LINK_TTL says.
+    oss_link_endpoint: str = ""
+    report_link_access_key_id: str = ""
+    report_link_access_key_secret: str = field(default="", repr=False)
     notify_timeout: float = 10.0  # per HTTP request / SMTP connection
     notify_rate_per_minute: int = 10  # robot messages per calendar minute: <= 20 in any 60 s
     notify_burst: int = 3  # incidents paged one by one per storm window; the rest go in a digest
@@ -157,7 +167,8 @@ class Settings:
         """Values that must never appear in logs, reports or error messages."""
         from urllib.parse import parse_qs, urlsplit
 
-        values = [self.access_key_secret, self.security_token, self.dingtalk_webhook, self.dingtalk_secret, self.smtp_password]
+        values = [self.access_key_secret, self.security_token, self.dingtalk_webhook, self.dingtalk_secret, self.smtp_password,
+                  self.report_link_access_key_secret]
         if self.dingtalk_webhook:  # the access_token alone is as good as the whole URL
             values += parse_qs(urlsplit(self.dingtalk_webhook).query).get("access_token", [])
         return [v for v in values if v]
