@@ -24,7 +24,7 @@ def main(function: str) -> None:
     import index  # noqa: F401 - the handler module, as FC imports it
 
     t1 = time.perf_counter()
-    from crashdiag.runtime import pipeline_for
+    from crashdiag.pipeline.runtime import pipeline_for
     from crashdiag.settings import Settings
 
     env = {
@@ -36,8 +36,8 @@ def main(function: str) -> None:
                 "MAIL_TO": "bench@example.com"})
     settings = Settings.from_env(env)
     if function == "fleet":
-        from crashdiag.fleet import render_fleet_html  # noqa: F401 - what the timer run imports
-        from crashdiag.runtime import build_store
+        from crashdiag.pipeline.runtime import build_store
+        from crashdiag.reports.fleet import render_fleet_html  # noqa: F401 - what the timer run imports
 
         build_store(settings)
         return _report(t0, t1)
@@ -48,13 +48,13 @@ def main(function: str) -> None:
     if stage == "ingest" and p.invoker is not None:
         p.invoker.client  # noqa: B018 - the fc2 client the first async invoke needs
     if stage == "diagnose":
-        from crashdiag.catalogue import load_catalogue
+        from crashdiag.classifier.catalogue import load_catalogue
 
         load_catalogue()
-        import crashdiag.classify  # noqa: F401
+        import crashdiag.classifier.classify  # noqa: F401
     if stage == "notify":
-        import crashdiag.html_report  # noqa: F401 - the card links report.html; content renders from report.json
         import crashdiag.notify.content  # noqa: F401
+        import crashdiag.reports.html_report  # noqa: F401 - the card links report.html; content renders from report.json
     _report(t0, t1)
 
 

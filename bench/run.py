@@ -101,7 +101,7 @@ def peak_rss_of(cmd: list[str]) -> int:
 
 def main() -> int:
     from corpus import load_case
-    from crashdiag.classify import classify_bytes
+    from crashdiag.classifier.classify import classify_bytes
 
     crashdiag = [sys.executable, "-m", "crashdiag.cli"]
     env_path = str(ROOT / "shared")

@@ -135,7 +135,7 @@ def _event(form: str, eid: str, inst: str, status: str, code: str = "InstanceFai
 
 
 def build_cloud(instances: dict[str, str]):
-    from crashdiag.simulate import SimInstance, SimulatedCloud
+    from crashdiag.cloud.simulate import SimInstance, SimulatedCloud
 
     templates = {t: SimInstance.from_dir(ROOT / "events" / "instances" / t) for t in TEMPLATES}
     cloud = {}
@@ -165,9 +165,9 @@ class Wall:
 
 def run_storm(n_events: int = 500, n_instances: int = 300, workers: int = 8, store=None) -> StormResult:
     """Run a storm against fresh stand-ins (or an injected store) and check the outcome."""
-    from crashdiag.ecs_sdk import SdkEcsApi
-    from crashdiag.invoke import InlineInvoker
-    from crashdiag.pipeline import Pipeline
+    from crashdiag.cloud.ecs_sdk import SdkEcsApi
+    from crashdiag.cloud.invoke import InlineInvoker
+    from crashdiag.pipeline.stages import Pipeline
     from crashdiag.settings import Settings
     from standins.ecs import STANDIN_KEY_ID, STANDIN_SECRET, EcsStandIn
 
@@ -177,7 +177,7 @@ def run_storm(n_events: int = 500, n_instances: int = 300, workers: int = 8, sto
     if store is None:
         import oss2
 
-        from crashdiag.oss_store import OssStore
+        from crashdiag.cloud.oss_store import OssStore
         from standins.oss import OssStandIn
 
         oss = OssStandIn().start()
@@ -235,7 +235,7 @@ def run_storm(n_events: int = 500, n_instances: int = 300, workers: int = 8, sto
 
 
 def _account(res: StormResult, summaries, store, events) -> None:
-    from crashdiag.events import Accepted, parse_events
+    from crashdiag.pipeline.events import Accepted, parse_events
 
     valid_ids = set()
     for raw in events:

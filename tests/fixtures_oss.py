@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from crashdiag.oss_store import OssStore
+from crashdiag.cloud.oss_store import OssStore
 from standins.oss import OssStandIn
 
 ACCESS_KEY_ID = "test-access-key-id"

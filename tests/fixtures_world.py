@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from crashdiag.ecs_sdk import SdkEcsApi
-from crashdiag.invoke import Fc2Invoker
-from crashdiag.pipeline import Pipeline
+from crashdiag.cloud.ecs_sdk import SdkEcsApi
+from crashdiag.cloud.invoke import Fc2Invoker
+from crashdiag.cloud.simulate import SimulatedCloud
+from crashdiag.pipeline.stages import Pipeline
 from crashdiag.settings import Settings
-from crashdiag.simulate import SimulatedCloud
 from fixtures_oss import oss_standin, oss_store  # noqa: F401
 from standins.ecs import STANDIN_KEY_ID, STANDIN_SECRET, EcsStandIn
 from standins.fc import FcStandIn
@@ -99,8 +99,8 @@ def report_of(w, prefix: str) -> dict:
 
 def replay_events(store_dir: Path, *names: str):
     """Replay sample events into a local store (the embedded defaults); returns the store."""
+    from crashdiag.cloud.store import LocalStore
     from crashdiag.replay import replay
-    from crashdiag.store import LocalStore
 
     settings = Settings.from_env({}, store_dir=str(store_dir), instances_dir=str(ROOT / "events" / "instances"), lang="en",
                                  collect_poll_seconds=0.05, collect_wait_seconds=2)

@@ -25,9 +25,9 @@ import pytest
 from fixtures_world import replay_events
 
 from corpus import load_case
-from crashdiag.fleet import rebuild_fleet
-from crashdiag.html_report import CSP, render_html
-from crashdiag.report import build_report
+from crashdiag.reports.fleet import rebuild_fleet
+from crashdiag.reports.html_report import CSP, render_html
+from crashdiag.reports.report import build_report
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = ROOT / "tests" / "cases" / "seed"

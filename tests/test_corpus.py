@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from corpus import all_cases, generated_headers, write_case
-from crashdiag.classify import classify_bytes
+from crashdiag.classifier.classify import classify_bytes
 
 CASES = all_cases()
 

@@ -15,9 +15,9 @@ import pytest
 pytest.importorskip("alibabacloud_ecs20140526")
 pytest.importorskip("tenacity")
 
-from crashdiag.ecs import OUTPUT_LIMIT, CloudError  # noqa: E402
-from crashdiag.ecs_sdk import SdkEcsApi  # noqa: E402
-from crashdiag.simulate import SimulatedCloud  # noqa: E402
+from crashdiag.cloud.ecs import OUTPUT_LIMIT, CloudError  # noqa: E402
+from crashdiag.cloud.ecs_sdk import SdkEcsApi  # noqa: E402
+from crashdiag.cloud.simulate import SimulatedCloud  # noqa: E402
 from standins.ecs import STANDIN_KEY_ID, STANDIN_SECRET, EcsStandIn, verify_acs3  # noqa: E402
 
 REGION = "cn-hangzhou"
@@ -235,7 +235,7 @@ def test_sdk_is_imported_lazily() -> None:
     shared = str(Path(__file__).resolve().parents[1] / "shared")
     code = (
         f"import sys; sys.path.insert(0, {shared!r})\n"
-        "from crashdiag.ecs_sdk import SdkEcsApi\n"
+        "from crashdiag.cloud.ecs_sdk import SdkEcsApi\n"
         "SdkEcsApi(access_key_id='a', access_key_secret='b')\n"
         "bad = [m for m in sys.modules if m.startswith(('alibabacloud', 'darabonba', 'Tea', 'tenacity', 'aiohttp', 'requests'))]\n"
         "assert not bad, bad\n"

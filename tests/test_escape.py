@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from crashdiag.escape import h, md, md_code_block
+from crashdiag.reports.escape import h, md, md_code_block
 
 HOSTILE = ["<img src=x onerror=alert(1)>", "[click](http://evil)", "**bold** _it_ `code`", "![x](http://e/x.png)",
            "<script>alert(1)</script>", "a\nb\r\nc", "\u202eevil", "```\n# heading", "| table | row |", "&lt;&#x3C;"]

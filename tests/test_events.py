@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crashdiag.events import Accepted, Rejected, Skipped, parse_events, parse_oss_events
+from crashdiag.pipeline.events import Accepted, Rejected, Skipped, parse_events, parse_oss_events
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
 

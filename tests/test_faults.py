@@ -117,7 +117,7 @@ def test_oss_failing_for_good_raises_for_fc_to_retry(world, oss_standin):  # noq
     finally hands it to the on-failure destination (template.yml)."""
     import pytest
 
-    from crashdiag.store import StoreUnavailable
+    from crashdiag.cloud.store import StoreUnavailable
 
     oss_standin.fail_next(50, status=503)
     with pytest.raises(StoreUnavailable):

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 from fixtures_world import replay_events
 
-from crashdiag.fleet import (
+from crashdiag.cloud.store import LocalStore, StoreUnavailable
+from crashdiag.reports.fleet import (
     HTML_KEY,
     INDEX_KEY,
     daily_digest,
@@ -27,8 +28,7 @@ from crashdiag.fleet import (
     render_fleet_html,
     update_fleet_index,
 )
-from crashdiag.html_report import CSP
-from crashdiag.store import LocalStore, StoreUnavailable
+from crashdiag.reports.html_report import CSP
 
 ROOT = Path(__file__).resolve().parents[1]
 KDUMP = "incidents/cn-hangzhou/i-bp1kdumpel7demo01/e-bp1crash0kdump01/report.json"
@@ -352,9 +352,9 @@ def test_daily_digest_reaches_the_robot_once(tmp_path):
     import datetime as dt
     import json as _json
 
-    from crashdiag.fleet import update_fleet_index
     from crashdiag.notify.digest import send_daily_digest
     from crashdiag.replay import build_local_pipeline
+    from crashdiag.reports.fleet import update_fleet_index
     from crashdiag.settings import Settings
     from standins.dingtalk import DingTalkStandIn
 

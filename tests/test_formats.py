@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 
-from crashdiag import formats as F
-from crashdiag.catalogue import RULES_DIR
+from crashdiag.classifier import formats as F
+from crashdiag.classifier.catalogue import RULES_DIR
 
 
 def test_every_kind_is_ranked_and_the_schema_knows_it():

@@ -22,11 +22,11 @@ from pathlib import Path
 
 import pytest
 
-from crashdiag.guest_output import parse_guest_output
-from crashdiag.simulate import SimulatedCloud, substitute_parameters
+from crashdiag.cloud.simulate import SimulatedCloud, substitute_parameters
+from crashdiag.pipeline.guest_output import parse_guest_output
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "shared/crashdiag/guest/collect-crash-log.sh"
+SCRIPT = REPO / "shared/crashdiag/pipeline/guest/collect-crash-log.sh"
 INSTANCES = REPO / "events/instances"
 OUTPUT_LIMIT = 24 * 1024
 T0 = 1795704001  # 2026-11-26 10:00:01 +08:00: when the fixtures' crashes happened
@@ -625,7 +625,7 @@ def test_live_mode_reads_journalctl(tmp_usable, shell, put_server, tmp_path):
 
 def test_simulated_cloud_runs_the_script_on_every_fixture():
     cloud = SimulatedCloud.from_dir(INSTANCES)
-    from crashdiag.collect import guest_command
+    from crashdiag.pipeline.collect import guest_command
 
     script = guest_command()  # what Cloud Assistant is sent (the file itself is over 24 KB in base64)
     params = {"since": "0", "max_bytes": "20000", "upload_url": ""}
@@ -708,7 +708,7 @@ def test_parser_rejects_malformed_output(text):
 def test_parser_refuses_a_gzip_bomb(monkeypatch):
     import base64
 
-    import crashdiag.guest_output as go
+    import crashdiag.pipeline.guest_output as go
 
     monkeypatch.setattr(go, "MAX_PAYLOAD", 1 << 20)
     bomb = base64.encodebytes(gzip.compress(b"\0" * (4 << 20)))

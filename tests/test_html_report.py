@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 
 from corpus import all_cases, load_case
-from crashdiag.html_report import (
+from crashdiag.cloud.store import LocalStore
+from crashdiag.replay import replay
+from crashdiag.reports.html_report import (
     CSP,
     RAW_LOG_TAIL,
     Html,
@@ -24,10 +26,8 @@ from crashdiag.html_report import (
     guilty_function,
     render_html,
 )
-from crashdiag.replay import replay
-from crashdiag.report import build_report
+from crashdiag.reports.report import build_report
 from crashdiag.settings import Settings
-from crashdiag.store import LocalStore
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = ROOT / "tests" / "cases" / "seed"

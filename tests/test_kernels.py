@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from crashdiag.kernels import fix_status, parse_release
+from crashdiag.classifier.kernels import fix_status, parse_release
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from corpus import load_case
-from crashdiag.classify import classify_bytes
+from crashdiag.classifier.classify import classify_bytes
 
 SEED = Path(__file__).with_name("cases") / "seed"
 OOPS = load_case(SEED / "09-blk-mq-timeout-null-deref.txt").log

@@ -26,7 +26,7 @@ import pytest
 
 from crashdiag.notify import build_notifier
 from crashdiag.notify.messages import md_inert
-from crashdiag.pipeline import Pipeline
+from crashdiag.pipeline.stages import Pipeline
 from crashdiag.settings import Settings
 from fixtures_oss import oss_standin, oss_store  # noqa: F401
 from standins.dingtalk import DingTalkStandIn
@@ -578,7 +578,7 @@ def test_handlers_take_oss_events_and_timer_events(world, robot, smtp, monkeypat
     """The two Function Compute handlers, fed what OSS and the timer send."""
     import importlib.util
 
-    from crashdiag import runtime
+    from crashdiag.pipeline import runtime
 
     key = world.incident()
     monkeypatch.setitem(runtime._cache, "notify", world.pipeline)

@@ -137,7 +137,7 @@ def test_untrusted_text_is_inert_in_every_medium(s):
     out = md_inert(s)
     assert "<" not in out and ">" not in out and "\n" not in out and "\r" not in out
     assert "](" not in out and not re.search(r"(?<!\\)[\[\]()`*_]", out)
-    from crashdiag.escape import h
+    from crashdiag.reports.escape import h
 
     assert "<" not in h(s) and ">" not in h(s) and '"' not in h(s)
 

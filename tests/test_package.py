@@ -75,7 +75,7 @@ def import_in_clean_interpreter(code_dir: Path, function: str, *, with_venv: boo
         # everything the function does on a cold start before its first event: build the
         # ingest pipeline (store + FC invoker); still no ECS SDK
         code += (
-            "from crashdiag.runtime import pipeline_for\n"
+            "from crashdiag.pipeline.runtime import pipeline_for\n"
             "pipeline_for('ingest')\n"
             f"print('ecs-sdk-loaded' if {ECS_SDK!r} in sys.modules else 'ecs-sdk-absent')\n"
         )
@@ -112,9 +112,9 @@ def test_zip_layout(code_zips, function):
         assert zf.read("index.py") == (ROOT / "functions" / function / "index.py").read_bytes()
         sources = {n for n in names if not n.endswith(".pyc")}
         assert sources == {"index.py"} | source_files()
-        for needed in ("crashdiag/rules/rule.schema.json", "crashdiag/guest/collect-crash-log.sh"):
+        for needed in ("crashdiag/classifier/rules/rule.schema.json", "crashdiag/pipeline/guest/collect-crash-log.sh"):
             assert needed in names
-        assert any(n.startswith("crashdiag/rules/") and n.endswith(".yaml") for n in names)
+        assert any(n.startswith("crashdiag/classifier/rules/") and n.endswith(".yaml") for n in names)
         assert not any(n.startswith(("tests/", "functions/", "shared/")) for n in names)
         # bytecode: only for the target version, one pyc per module, nothing else cached
         tag = f"cpython-{HERE_VERSION.replace('.', '')}"

@@ -18,7 +18,7 @@ import shutil
 import pytest
 from fixtures_world import EVENTS, event, instances, report_of, world  # noqa: F401
 
-from crashdiag.invoke import Fc2Invoker
+from crashdiag.cloud.invoke import Fc2Invoker
 from fixtures_oss import oss_standin, oss_store  # noqa: F401
 
 
@@ -153,7 +153,7 @@ def test_oss_5xx_is_retried(world, oss_standin):  # noqa: F811
 
 
 def test_fc_refusing_the_async_invocation_surfaces_an_error(world):
-    from crashdiag.invoke import InvokeError
+    from crashdiag.cloud.invoke import InvokeError
 
     world.pipeline.invoker.client  # noqa: B018 - build the fc2 client before breaking the endpoint
     world.pipeline.invoker = Fc2Invoker("http://127.0.0.1:9", "ecs-crashdiag", "k", "s", timeout=1)
@@ -188,9 +188,8 @@ def test_inbox_object_is_diagnosed(world):
 def test_the_command_sent_fits_cloud_assistant_and_behaves_like_the_file(instances):
     import base64
 
-    from crashdiag.collect import COMMAND_LIMIT, guest_command
-    from crashdiag.pipeline import SCRIPT_PATH
-    from crashdiag.simulate import run_guest_script, substitute_parameters
+    from crashdiag.cloud.simulate import run_guest_script, substitute_parameters
+    from crashdiag.pipeline.collect import COMMAND_LIMIT, SCRIPT_PATH, guest_command
 
     sent = guest_command()
     assert len(base64.b64encode(sent.encode())) <= COMMAND_LIMIT

@@ -9,8 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from corpus import load_case
-from crashdiag.classify import classify_bytes
-from crashdiag.logtext import LogInputError
+from crashdiag.classifier.classify import classify_bytes
+from crashdiag.classifier.logtext import LogInputError
 
 CASES = Path(__file__).with_name("cases")
 REAL = [load_case(p).log for p in sorted((CASES / "seed").glob("*.txt"))[:8]]

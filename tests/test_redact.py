@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import json
 
-from crashdiag.redact import redact_log, redact_report, redact_text
+from crashdiag.reports.redact import redact_log, redact_report, redact_text
 
 
 def test_addresses_hosts_and_cmdline_are_hidden_symbols_kept():

@@ -12,12 +12,12 @@ import urllib.request
 import pytest
 from fixtures_world import EVENTS, FakeClock, event, instances  # noqa: F401
 
-from crashdiag.ecs_sdk import SdkEcsApi
-from crashdiag.invoke import InlineInvoker
+from crashdiag.cloud.ecs_sdk import SdkEcsApi
+from crashdiag.cloud.invoke import InlineInvoker
+from crashdiag.cloud.simulate import SimulatedCloud
 from crashdiag.notify import build_notifier
-from crashdiag.pipeline import Pipeline
+from crashdiag.pipeline.stages import Pipeline
 from crashdiag.settings import Settings
-from crashdiag.simulate import SimulatedCloud
 from fixtures_oss import oss_standin, oss_store  # noqa: F401
 from standins.dingtalk import DingTalkStandIn
 from standins.ecs import STANDIN_KEY_ID, EcsStandIn

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from corpus import load_case
-from crashdiag.classify import classify_bytes
+from crashdiag.classifier.classify import classify_bytes
 
 BASE = load_case(Path(__file__).with_name("cases") / "seed" / "09-blk-mq-timeout-null-deref.txt")
 TS = re.compile(r"^\[\s*(\d+\.\d+)\] ?")

@@ -15,8 +15,8 @@ import urllib.request
 import oss2
 import pytest
 
-from crashdiag.oss_store import PUT_URL_CONTENT_TYPE, OssStore
-from crashdiag.store import AlreadyExists, LocalStore, NotFound, StoreError, StoreUnavailable
+from crashdiag.cloud.oss_store import PUT_URL_CONTENT_TYPE, OssStore
+from crashdiag.cloud.store import AlreadyExists, LocalStore, NotFound, StoreError, StoreUnavailable
 from fixtures_oss import oss_standin, oss_store  # noqa: F401
 
 SENTINEL_SECRET = "SENTINEL-secret-3f9c1a77d2"
@@ -290,7 +290,7 @@ def test_report_links_use_the_link_endpoint_and_key(oss_standin):  # noqa: F811
     import urllib.parse
     import urllib.request
 
-    from crashdiag.oss_store import OssStore
+    from crashdiag.cloud.oss_store import OssStore
 
     oss_standin.create_bucket("linkbucket")
     internal = oss_standin.endpoint

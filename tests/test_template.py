@@ -270,7 +270,7 @@ def test_no_wildcard_actions():
 
 
 def ecs_actions_in_code() -> set[str]:
-    source = (SHARED / "ecs_sdk.py").read_text(encoding="utf-8")
+    source = (SHARED / "cloud" / "ecs_sdk.py").read_text(encoding="utf-8")
     requests = {f"ecs:{m}" for m in re.findall(r"models\.(\w+)Request\(", source)}
     labels = {f"ecs:{m}" for m in re.findall(r"self\._call\(\s*\"(\w+)\"", source)}
     assert requests and requests == labels, "ecs_sdk.py: request classes and _call labels disagree"
@@ -297,7 +297,7 @@ OSS_CONSTRUCTORS = {"Bucket", "Auth", "AuthV2", "AuthV4", "StsAuth", "AnonymousA
 
 
 def oss_actions_in_code() -> set[str]:
-    source = (SHARED / "oss_store.py").read_text(encoding="utf-8")
+    source = (SHARED / "cloud" / "oss_store.py").read_text(encoding="utf-8")
     calls = set(re.findall(r"(?:self\.bucket|self\._oss2|oss2)\.(\w+)\(", source)) - OSS_CONSTRUCTORS
     unmapped = calls - set(OSS_CALLS)
     assert not unmapped, f"oss_store.py calls {sorted(unmapped)}: map them to RAM actions here and in template.yml"
@@ -364,7 +364,7 @@ def _sample_keys():
 
 def _diagnose_accepts(key: str) -> bool:
     """Whether Pipeline.diagnose takes the key (it reaches the store) or refuses it."""
-    from crashdiag.pipeline import Pipeline
+    from crashdiag.pipeline.stages import Pipeline
     from crashdiag.settings import Settings
 
     class Reached(Exception):
@@ -453,7 +453,7 @@ def test_notify_flush_runs_on_a_timer():
 
 
 def test_pipeline_still_writes_the_trigger_keys():
-    source = (SHARED / "pipeline.py").read_text(encoding="utf-8")
+    source = (SHARED / "pipeline" / "stages.py").read_text(encoding="utf-8")
     assert re.search(r"_put\(f\"\{prefix\}crash\.log\"", source), "collect no longer writes <prefix>crash.log"
     assert '"incidents/' in source
 

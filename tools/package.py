@@ -11,7 +11,7 @@ single zip holding ``functions/<name>/index.py`` could not name three handlers
 reliably. Each zip therefore holds::
 
     index.py        functions/<name>/index.py
-    crashdiag/      shared/crashdiag: *.py, rules/*.yaml, rules/rule.schema.json, guest/*.sh
+    crashdiag/      shared/crashdiag: *.py, classifier/rules/*.yaml, classifier/rules/rule.schema.json, pipeline/guest/*.sh
     <deps>/         third-party packages for the FC runtime (not with --no-deps)
 
 and template.yml points each function at its own object with ``Handler: index.handler``.
@@ -73,7 +73,7 @@ CODE_ROOT_ON_FC = "/code"
 # Files of the crashdiag package that go into the zip (by suffix); caches never do.
 CODE_SUFFIXES = frozenset({".py", ".yaml", ".yml", ".json", ".sh"})
 # Data the functions read at run time by path: a zip without them is broken.
-REQUIRED_DATA = ("rules/rule.schema.json", "guest/collect-crash-log.sh")
+REQUIRED_DATA = ("classifier/rules/rule.schema.json", "pipeline/guest/collect-crash-log.sh")
 
 # Requirements only the collect function needs (the ECS API); the other functions'
 # zips leave them, and everything only they pull in, out.
@@ -213,8 +213,8 @@ def stage_code(function: str, dest: Path, *, allow_incomplete: bool) -> None:
         out.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(src, out)
     missing = [p for p in REQUIRED_DATA if not (dest / "crashdiag" / p).is_file()]
-    if not any((dest / "crashdiag" / "rules").glob("*.yaml")):
-        missing.append("rules/*.yaml")
+    if not any((dest / "crashdiag" / "classifier" / "rules").glob("*.yaml")):
+        missing.append("classifier/rules/*.yaml")
     if missing:
         msg = f"shared/crashdiag lacks {', '.join(missing)}: the {function} function would fail at run time"
         if not allow_incomplete:

@@ -28,9 +28,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "shared"))
 
-from crashdiag.fleet import rebuild_fleet  # noqa: E402
-from crashdiag.html_report import render_html  # noqa: E402
-from crashdiag.store import LocalStore  # noqa: E402
+from crashdiag.cloud.store import LocalStore  # noqa: E402
+from crashdiag.reports.fleet import rebuild_fleet  # noqa: E402
+from crashdiag.reports.html_report import render_html  # noqa: E402
 
 CRASH_EVENTS = (
     "eventbridge-crash-kdump-executing.json",

@@ -12,8 +12,8 @@ import datetime as dt
 import json
 import logging
 
-from crashdiag.fleet import rebuild_fleet
-from crashdiag.runtime import build_store
+from crashdiag.pipeline.runtime import build_store
+from crashdiag.reports.fleet import rebuild_fleet
 from crashdiag.settings import Settings
 
 logging.getLogger().setLevel(logging.INFO)

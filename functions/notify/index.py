@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import logging
 
-from crashdiag.events import parse_oss_events
-from crashdiag.runtime import pipeline_for
+from crashdiag.pipeline.events import parse_oss_events
+from crashdiag.pipeline.runtime import pipeline_for
 
 logging.getLogger().setLevel(logging.INFO)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 
-from crashdiag.runtime import pipeline_for
+from crashdiag.pipeline.runtime import pipeline_for
 
 logging.getLogger().setLevel(logging.INFO)
 

@@ -11,11 +11,11 @@ def __getattr__(name: str):
     # Lazy: importing the package (e.g. from a Function Compute handler) costs nothing
     # until the classifier is used.
     if name in ("classify_path", "classify_bytes", "classify_text"):
-        from . import classify
+        from .classifier import classify
 
         return getattr(classify, name)
     if name == "LogInputError":
-        from .logtext import LogInputError
+        from .classifier.logtext import LogInputError
 
         return LogInputError
     raise AttributeError(name)

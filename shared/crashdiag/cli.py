@@ -65,8 +65,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from .logtext import LogInputError, open_bytes, open_log
-    from .report import build_report, render_markdown
+    from .classifier.logtext import LogInputError, open_bytes, open_log
+    from .reports.report import build_report, render_markdown
 
     lang = _lang(args)
     try:
@@ -78,7 +78,7 @@ def _report(args: argparse.Namespace) -> int:
         return EXIT_INPUT
     report = build_report(data, {"method": "local", "complete": True, "log": {"path": args.path}}, lang, source=args.path)
     if args.html:
-        from .html_report import render_html
+        from .reports.html_report import render_html
 
         page = render_html(report, lang, data)
         if args.html == "-":
@@ -101,8 +101,8 @@ def _report(args: argparse.Namespace) -> int:
 def _fleet(args: argparse.Namespace) -> int:
     import os
 
-    from .fleet import render_fleet_html, update_fleet_index
-    from .store import LocalStore
+    from .cloud.store import LocalStore
+    from .reports.fleet import render_fleet_html, update_fleet_index
 
     lang = _lang(args)
     if not os.path.isdir(args.store):
@@ -163,8 +163,8 @@ def _lang(args: argparse.Namespace) -> str:
 
 
 def _classify(args: argparse.Namespace) -> int:
-    from .classify import classify_bytes, classify_path
-    from .logtext import LogInputError
+    from .classifier.classify import classify_bytes, classify_path
+    from .classifier.logtext import LogInputError
 
     lang = _lang(args)
     status = EXIT_OK
@@ -181,7 +181,7 @@ def _classify(args: argparse.Namespace) -> int:
         if args.json:
             sys.stdout.write(json.dumps(result, ensure_ascii=False, separators=(",", ":")) + "\n")
         else:
-            from .render import render_terminal
+            from .reports.render import render_terminal
 
             if len(args.paths) > 1:
                 print(f"== {path}")
@@ -190,7 +190,7 @@ def _classify(args: argparse.Namespace) -> int:
 
 
 def _rules(args: argparse.Namespace) -> int:
-    from .catalogue import RuleError, load_catalogue
+    from .classifier.catalogue import RuleError, load_catalogue
 
     lang = _lang(args)
     try:
@@ -199,7 +199,7 @@ def _rules(args: argparse.Namespace) -> int:
         print(f"crashdiag: rule catalogue is broken: {exc}", file=sys.stderr)
         return EXIT_RULES
     if args.check:
-        from .rulecheck import check_rules
+        from .classifier.rulecheck import check_rules
 
         problems, summary = check_rules(rules, args.cases)
         for p in problems:

@@ -18,8 +18,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .invoke import InlineInvoker
-from .pipeline import Pipeline
+from .cloud.invoke import InlineInvoker
+from .pipeline.stages import Pipeline
 from .settings import Settings
 
 
@@ -38,7 +38,7 @@ def outbox_dir(settings: Settings) -> str:
 
 
 def build_local_pipeline(settings: Settings, notifier: Any = None) -> Pipeline:
-    from .runtime import build_ecs, build_notifier, build_store
+    from .pipeline.runtime import build_ecs, build_notifier, build_store
 
     store = build_store(settings)
     ecs = build_ecs(settings) if (settings.instances_dir or settings.has_credentials) else None
@@ -119,7 +119,7 @@ def _incident(pipeline: Pipeline, prefix: str, duplicate: bool) -> dict[str, Any
 
 
 def _replay_oss(pipeline: Pipeline, payload: bytes) -> dict[str, Any]:
-    from .events import parse_oss_events
+    from .pipeline.events import parse_oss_events
 
     results = []
     for created in parse_oss_events(payload):
@@ -139,8 +139,8 @@ def _replay_oss(pipeline: Pipeline, payload: bytes) -> dict[str, Any]:
 
 
 def render_replay(result: dict[str, Any], lang: str) -> str:
-    from .escape import plain
-    from .render import render_terminal
+    from .reports.escape import plain
+    from .reports.render import render_terminal
 
     lines: list[str] = []
     ing = result.get("ingest")
@@ -182,7 +182,7 @@ def render_replay(result: dict[str, Any], lang: str) -> str:
 
 
 def _notification_lines(notes: list[dict[str, Any]]) -> list[str]:
-    from .escape import plain
+    from .reports.escape import plain
 
     out = []
     for n in notes:

@@ -41,8 +41,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, quote
 
-from crashdiag.ecs import CloudError, InvocationResult
-from crashdiag.simulate import SimulatedCloud
+from crashdiag.cloud.ecs import CloudError, InvocationResult
+from crashdiag.cloud.simulate import SimulatedCloud
 
 STANDIN_KEY_ID = "LTAI5tStandInKeyId"
 STANDIN_SECRET = "standin-secret-Zq3x9W"  # noqa: S105 - a test credential

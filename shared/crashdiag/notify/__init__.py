@@ -2,7 +2,8 @@
 and channel, quiet in a storm. See docs/NOTIFY.md.
 
 Standard library only (urllib, hmac, smtplib, email) plus tenacity for retries; no
-cloud SDK is imported here.
+cloud SDK is imported here. It may use reports (the card's wording, the fleet digest), the
+object store interface and settings; never the ECS client or the pipeline.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ import time
 import urllib.request
 from collections.abc import Callable
 
+from ..cloud.store import ObjectStore
 from ..settings import Settings
-from ..store import ObjectStore
 from .channels import DingTalkChannel, EmailChannel, Outbox
 from .dingtalk import DingTalkRobot
 from .mail import SmtpFactory, SmtpMailer, connect

@@ -6,7 +6,7 @@ import re
 from collections import OrderedDict
 from typing import Any
 
-from ..escape import plain
+from ..reports.escape import plain
 from .messages import Block, Message, text_for
 
 CAUSE_LIMIT = 320
@@ -30,7 +30,7 @@ def short_cause(text: str, limit: int = CAUSE_LIMIT) -> str:
 
 
 def _collection_label(method: str | None, lang: str) -> str:
-    from ..report import _COLLECTION  # the report's own wording for how the log came
+    from ..reports.report import _COLLECTION  # the report's own wording for how the log came
 
     if not method:
         return text_for(lang)["none"]

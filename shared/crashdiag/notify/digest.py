@@ -8,13 +8,13 @@ import datetime as dt
 import json
 from typing import Any
 
+from ..cloud.store import AlreadyExists
 from ..settings import Settings
-from ..store import AlreadyExists
 
 
 def send_daily_digest(store, settings: Settings, day: dt.date, *, robot=None, outbox=None) -> dict[str, Any]:
     """Post the digest of ``day`` (UTC) once; returns what was done."""
-    from ..fleet import daily_digest, load_fleet_index
+    from ..reports.fleet import daily_digest, load_fleet_index
 
     key = f"fleet/digests/{day.isoformat()}.json"
     digest = daily_digest(load_fleet_index(store), day, settings.lang,

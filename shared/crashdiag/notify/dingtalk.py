@@ -34,7 +34,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, quote_plus, urlsplit
 
-from ..escape import plain
+from ..reports.escape import plain
 from .messages import Message, to_markdown
 from .outcome import (
     REJECTED,

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..store import AlreadyExists, NotFound, ObjectStore, check_key, retry_transient
+from ..cloud.store import AlreadyExists, NotFound, ObjectStore, check_key, retry_transient
 from .outcome import FAILED, REJECTED, SENT, Outcome
 
 _ATTEMPT = re.compile(r"a(\d{3})-([a-z_]+)\.json$")

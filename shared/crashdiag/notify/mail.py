@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from email.message import EmailMessage
 
-from ..escape import plain
+from ..reports.escape import plain
 from .messages import Message, subject_text, to_html, to_text
 from .outcome import REJECTED, SENT, Outcome, Transient, deliver_with_retries, redact
 

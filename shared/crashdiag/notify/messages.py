@@ -3,7 +3,7 @@
 A ``Message`` is a list of ``Block``s. A block's ``template`` is ours (a label or a
 sentence from ``TEXT``); its ``params`` and ``lines`` are untrusted (they come from the
 guest's log: titles, process and module names, log lines) and are escaped by the
-renderer for its medium, through ``crashdiag.escape``:
+renderer for its medium, through ``crashdiag.reports.escape``:
 
 - DingTalk Markdown: ``md`` (and ``<``/``>`` become full-width, so no renderer can read
   a tag, whether or not it honours backslash escapes);
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from ..escape import h, md, plain
+from ..reports.escape import h, md, plain
 
 TEXT: dict[str, dict[str, str]] = {
     "en": {

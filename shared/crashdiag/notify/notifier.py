@@ -31,8 +31,8 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+from ..cloud.store import ObjectStore, check_key
 from ..settings import Settings
-from ..store import ObjectStore, check_key
 from . import content
 from .ledger import Ledger, Store, View
 from .messages import Message

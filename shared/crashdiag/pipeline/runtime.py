@@ -7,15 +7,15 @@ directly with injected parts instead.
 
 from __future__ import annotations
 
-from .pipeline import Pipeline
-from .settings import Settings
+from ..settings import Settings
+from .stages import Pipeline
 
 _cache: dict[str, Pipeline] = {}
 
 
 def build_store(settings: Settings):
     if settings.oss_bucket:
-        from .oss_store import OssStore
+        from ..cloud.oss_store import OssStore
 
         endpoint = settings.oss_endpoint or f"https://oss-{settings.region}-internal.aliyuncs.com"
         # Links for people: the public endpoint unless one is set (an explicit OSS_ENDPOINT
@@ -25,17 +25,17 @@ def build_store(settings: Settings):
             if settings.report_link_access_key_id and settings.report_link_access_key_secret else None
         return OssStore.connect(endpoint, settings.oss_bucket, settings.access_key_id, settings.access_key_secret,
                                 settings.security_token or None, link_endpoint=link_endpoint, link_key=link_key)
-    from .store import LocalStore
+    from ..cloud.store import LocalStore
 
     return LocalStore(settings.store_dir)
 
 
 def build_ecs(settings: Settings):
     if settings.instances_dir:
-        from .simulate import SimulatedCloud
+        from ..cloud.simulate import SimulatedCloud
 
         return SimulatedCloud.from_dir(settings.instances_dir)
-    from .ecs_sdk import SdkEcsApi
+    from ..cloud.ecs_sdk import SdkEcsApi
 
     return SdkEcsApi.from_settings(settings)
 
@@ -43,7 +43,7 @@ def build_ecs(settings: Settings):
 def build_invoker(settings: Settings):
     if not settings.fc_endpoint:
         return None
-    from .invoke import Fc2Invoker
+    from ..cloud.invoke import Fc2Invoker
 
     return Fc2Invoker(settings.fc_endpoint, settings.fc_service, settings.access_key_id, settings.access_key_secret,
                       settings.security_token)
@@ -52,7 +52,7 @@ def build_invoker(settings: Settings):
 def build_notifier(settings: Settings, store, *, outbox_dir: str | None = None):
     """DingTalk and email as configured (urllib, smtplib: no SDK); ``outbox_dir`` (default
     CRASHDIAG_OUTBOX_DIR) stands in for a channel that is not configured."""
-    from .notify import build_notifier as build
+    from ..notify import build_notifier as build
 
     return build(settings, store, outbox_dir=settings.outbox_dir if outbox_dir is None else outbox_dir)
 

@@ -350,7 +350,7 @@ def kv(items: Iterable[tuple[str, object, str | None]]) -> Html:
 def guilty_function(d: dict[str, Any]) -> str | None:
     """The frame the classifier blamed: the function the title names after ' in ', else
     the crashing function, else the first reliable frame that is not crash plumbing."""
-    from .formats import SKIP_FRAMES, clean_function
+    from ..classifier.formats import SKIP_FRAMES, clean_function
 
     m = re.search(r" in (\S+)$", str(d.get("title") or ""))
     if m and not SKIP_FRAMES.match(m.group(1)):
@@ -367,7 +367,7 @@ def guilty_function(d: dict[str, Any]) -> str | None:
 
 def _guilty_index(d: dict[str, Any], guilty: str | None) -> int | None:
     """Index in call_trace of the guilty frame; -1 is the RIP row; None when not shown."""
-    from .formats import clean_function
+    from ..classifier.formats import clean_function
 
     if not guilty:
         return None

@@ -38,8 +38,8 @@ _L = {
 
 
 def build_report(data: bytes, collect: dict[str, Any], lang: str, source: str) -> dict[str, Any]:
-    from .classify import classify_bytes
-    from .logtext import LogInputError
+    from ..classifier.classify import classify_bytes
+    from ..classifier.logtext import LogInputError
 
     try:
         diagnosis = classify_bytes(data, lang=lang, source=source)

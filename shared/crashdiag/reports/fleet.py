@@ -17,6 +17,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from typing import Any
 
+from ..cloud.store import NotFound, ObjectStore, StoreUnavailable
 from .escape import md, plain
 from .html_report import (
     CATEGORY_LABELS,
@@ -31,7 +32,6 @@ from .html_report import (
     kv,
     label_of,
 )
-from .store import NotFound, ObjectStore, StoreUnavailable
 
 FLEET_INDEX_VERSION = 1
 INDEX_KEY = "fleet/index.json"

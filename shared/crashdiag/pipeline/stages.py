@@ -17,17 +17,22 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
-from .ecs import CloudError, EcsApi
+from ..cloud.ecs import CloudError, EcsApi
+from ..cloud.store import (
+    AlreadyExists,
+    NotFound,
+    ObjectStore,
+    check_key,
+    check_prefix,
+    retry_transient,
+)
+from ..settings import Settings
 from .events import Accepted, CrashEvent, Rejected, Skipped, parse_events
-from .settings import Settings
-from .store import AlreadyExists, NotFound, ObjectStore, check_key, check_prefix, retry_transient
 
 log = logging.getLogger("crashdiag.pipeline")
 
-SCRIPT_PATH = Path(__file__).with_name("guest") / "collect-crash-log.sh"
 STATES = {"received": "00", "collecting": "10", "collected": "20", "diagnosed": "30", "notified": "40", "failed": "90"}
 
 
@@ -181,7 +186,7 @@ class Pipeline:
             self._put(f"{prefix}collect.json", _json(result), if_absent=True)
             self.set_state(prefix, "failed", reason=result["failure"]["reason"], advice=result["failure"]["advice"])
             # A failure is news too: its report.json goes through the same notify stage.
-            from .report import build_failure_report
+            from ..reports.report import build_failure_report
 
             self._write_report(prefix, build_failure_report(result, self.settings.lang), None)
         return result
@@ -190,11 +195,11 @@ class Pipeline:
         """report.md and report.html first, then report.json, which the notify stage
         listens to: written last, once. With CRASHDIAG_REDACT, everything written here (and
         so every notification built from it) has IPs, host names and the command line hidden."""
-        from .html_report import render_html
-        from .report import render_markdown
+        from ..reports.html_report import render_html
+        from ..reports.report import render_markdown
 
         if self.settings.redact:
-            from .redact import redact_log, redact_report
+            from ..reports.redact import redact_log, redact_report
 
             report = redact_report(report)
             raw_log = redact_log(raw_log) if raw_log else raw_log
@@ -230,7 +235,7 @@ class Pipeline:
 
     def diagnose(self, log_key: str) -> dict:
         """Classify one crash log object and write the report beside it."""
-        from .report import build_report
+        from ..reports.report import build_report
 
         check_key(log_key)
         if log_key.startswith("incidents/") and log_key.endswith("/crash.log"):
@@ -255,9 +260,9 @@ class Pipeline:
 
     def _notifier(self):
         if self.notifier is None:
-            from .runtime import build_notifier
+            from ..notify import build_notifier
 
-            self.notifier = build_notifier(self.settings, self.store)
+            self.notifier = build_notifier(self.settings, self.store, outbox_dir=self.settings.outbox_dir)
         return self.notifier
 
     def notify(self, report_key: str) -> dict:
@@ -291,4 +296,4 @@ def _since(ev: dict) -> int:
     return 0
 
 
-__all__ = ["Pipeline", "IngestSummary", "CloudError", "STATES", "SCRIPT_PATH"]
+__all__ = ["Pipeline", "IngestSummary", "CloudError", "STATES"]

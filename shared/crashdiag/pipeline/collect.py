@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from .ecs import CloudError, EcsApi, InvocationResult
-from .settings import Settings
+from ..cloud.ecs import CloudError, EcsApi, InvocationResult
+from ..settings import Settings
+
+# The one script this tool ever runs on a guest (SECURITY.md).
+SCRIPT_PATH = Path(__file__).with_name("guest") / "collect-crash-log.sh"
 
 # Cloud Assistant error codes that mean the guest cannot run our script now.
 GUEST_UNREACHABLE = frozenset(
@@ -35,8 +39,6 @@ def guest_command() -> str:
     """The collection script as sent: comment-only and blank lines dropped, so the
     readable file fits Cloud Assistant's 24 KB limit. (The script has no multi-line
     here-documents whose content this could change; test_guest_script runs both forms.)"""
-    from .pipeline import SCRIPT_PATH
-
     lines = SCRIPT_PATH.read_text(encoding="utf-8").split("\n")
     kept = [ln for ln in lines if ln.strip() and not (ln.lstrip().startswith("#") and not ln.startswith("#!"))]
     return "\n".join(kept) + "\n"
