@@ -26,6 +26,7 @@ test-tools:
 
 test: $(STAMP) test-tools
 	$(PY) -m ruff check shared functions tests bench tools
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q
 	$(VENV)/bin/crashdiag rules --check
 
