@@ -26,7 +26,71 @@ def test_eventbridge_and_cloudmonitor_forms_name_the_same_incident():
     assert eb.event.incident_id == cm.event.incident_id == "e-bp1crash0kdump01"
     assert eb.event.prefix == cm.event.prefix == "incidents/cn-hangzhou/i-bp1kdumpel7demo01/e-bp1crash0kdump01/"
     assert (eb.event.status, cm.event.status) == ("Executing", "Executed")
-    assert cm.event.instance_name == "web-01"
+
+
+def test_samples_have_the_published_envelopes():
+    """EventBridge: subject acs.ecs:<region>:<account>:<id>, time with +08:00,
+    aliyunpublishaddr; CloudMonitor: ver, id, product, resourceId, level, name, userId,
+    eventTime, regionId, content (the shapes events.py's docstring cites)."""
+    eb = json.loads(load("eventbridge-crash-kdump-executing.json"))
+    assert eb["subject"] == "acs.ecs:cn-hangzhou:1234567890123456:i-bp1kdumpel7demo01"
+    assert eb["time"].endswith("+08:00") and "aliyunpublishaddr" in eb
+    cm = json.loads(load("cloudmonitor-crash-kdump-executed.json"))
+    assert list(cm) == ["ver", "id", "product", "resourceId", "level", "name", "userId", "eventTime", "regionId", "content"]
+
+
+def test_instance_id_only_in_the_subject():
+    raw = json.loads(load("eventbridge-crash-kdump-executed.json"))
+    assert "instanceId" not in raw["data"]
+    [o] = parse_events(raw)
+    assert isinstance(o, Accepted) and o.event.instance_id == "i-bp1kdumpel7demo01"
+    del raw["aliyunregionid"]
+    [o] = parse_events(raw)
+    assert o.event.region == "cn-hangzhou"  # from the subject too
+
+
+def test_subject_naming_something_else_is_not_an_instance():
+    raw = json.loads(load("eventbridge-crash-kdump-executed.json"))
+    raw["subject"] = "acs.ecs:cn-hangzhou:1234567890123456:215672"
+    [o] = parse_events(raw)
+    assert isinstance(o, Rejected) and "is not i-" in o.reason
+
+
+def test_times_with_offsets_become_publish_time_when_details_lack_it():
+    eb = json.loads(load("eventbridge-crash-kdump-executing.json"))
+    del eb["data"]["publishTime"]
+    [o] = parse_events(eb)
+    assert o.event.publish_time == "2026-11-26T18:00:05+08:00"
+    cm = json.loads(load("cloudmonitor-crash-kdump-executed.json"))
+    del cm["content"]["publishTime"]
+    [o] = parse_events(cm)
+    assert o.event.publish_time == "2026-11-26T18:02:31.922+08:00"
+    cm["eventTime"] = "yesterday"
+    [o] = parse_events(cm)
+    assert o.event.publish_time is None
+
+
+def test_instance_name_is_read_when_an_envelope_carries_one():
+    cm = json.loads(load("cloudmonitor-crash-kdump-executed.json"))
+    [o] = parse_events(cm)
+    assert o.event.instance_name is None  # not in the documented envelope
+    cm["instanceName"] = "web-01"
+    [o] = parse_events(cm)
+    assert o.event.instance_name == "web-01"
+
+
+def test_bom_and_leading_whitespace_are_read():
+    raw = load("eventbridge-crash-bom-windows.json")
+    assert raw.startswith(b"\xef\xbb\xbf\r\n")
+    [o] = parse_events(raw)
+    assert isinstance(o, Accepted) and o.event.instance_id == "i-bp1oompanic0002"
+    [o] = parse_events(raw.decode("utf-8"))  # the BOM as a character
+    assert isinstance(o, Accepted)
+    utf16 = raw.decode("utf-8-sig").encode("utf-16")  # Notepad's "Unicode": BOM + UTF-16
+    [o] = parse_events(utf16)
+    assert isinstance(o, Accepted)
+    [o] = parse_events(b"\xef\xbb\xbf")
+    assert isinstance(o, Rejected) and "not JSON" in o.reason
 
 
 def test_bytes_str_dict_and_batch():
@@ -64,6 +128,7 @@ def test_malformed_events_are_rejected_not_raised(name, words):
 
 def test_instance_id_from_the_arn_when_details_lack_it():
     ev = json.loads(load("eventbridge-crash-kdump-executing.json"))
+    ev["subject"] = "acs:ecs:cn-hangzhou:1234567890123456:instance/i-bp1kdumpel7demo01"
     del ev["data"]["instanceId"]
     del ev["aliyunregionid"]
     [o] = parse_events(ev)
@@ -75,6 +140,10 @@ def test_trust_event_status_not_the_name_suffix():
     ev["name"] = "Instance:InstanceFailure.Reboot:Executing"
     [o] = parse_events(ev)
     assert o.event.status == "Executed"
+    ev["name"] = "Instance:InstanceFailure.Reboot:Executed"
+    ev["content"]["eventStatus"] = "Canceled"
+    [o] = parse_events(ev)
+    assert isinstance(o, Skipped) and o.status == "Canceled"
 
 
 def test_event_without_event_id_uses_source_and_envelope_id():

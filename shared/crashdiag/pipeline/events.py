@@ -3,19 +3,31 @@
 Two forms reach the ingest function:
 
 - EventBridge (CloudEvents 1.0): ``source: acs.ecs``, ``type:
-  ecs:Instance:InstanceFailure.Reboot``, ``subject`` an instance ARN, details in ``data``.
-- CloudMonitor event push: ``product: ECS``, ``name:
-  Instance:InstanceFailure.Reboot:Executed``, ``resourceId`` an ARN, details in ``content``.
+  ecs:Instance:InstanceFailure.Reboot``, details in ``data``. Alibaba's published samples
+  write ``subject`` as ``acs.ecs:<region>:<account>:<resource id>`` and ``time`` with a
+  ``+08:00`` offset, and carry ``aliyunpublishaddr``, ``aliyunaccountid``,
+  ``aliyunregionid`` ("Use EventBridge and Cloud Monitor to subscribe to Cloud Assistant
+  events", https://www.alibabacloud.com/help/en/ecs/user-guide/subscribe-to-cloud-assistant-events);
+  the ARN form (``acs:ecs:<region>:<account>:instance/<id>``) is read too.
+- CloudMonitor event push, as documented in "Instance event notifications"
+  (https://www.alibabacloud.com/help/en/ecs/user-guide/instance-event-notification) and
+  the ECS event notification overview (https://help.aliyun.com/en/ecs/user-guide/overview-35):
+  ``ver``, ``id``, ``product: ECS``, ``resourceId`` (an ARN), ``level``, ``name``
+  (``Instance:InstanceFailure.Reboot:Executed``), ``userId``, ``eventTime``
+  (``20190409T121826.922+0800``, UTC+8), ``regionId``, details in ``content``.
 
-No published sample of the EventBridge crash event exists, so every field is read
-defensively: the instance id from ``instanceId`` or the ARN, the region from the
-envelope or the ARN, the status from ``eventStatus`` (never the suffix of ``name``).
+No published sample of the crash event's details exists, so every field is read
+defensively: the instance id from ``instanceId``, else the subject or the ARN (it may be
+only there); the region from the envelope, else the subject or ARN; the status from
+``eventStatus`` (never the suffix of ``name``). A payload saved by a Windows editor (a
+UTF-8 or UTF-16 byte-order mark, blank lines before the JSON) is read as JSON.
 Each input event ends as exactly one ``Accepted``, ``Skipped`` (a valid event we do not
 act on) or ``Rejected`` (malformed: recorded, never raised).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import re
@@ -30,6 +42,10 @@ INSTANCE_ID = re.compile(r"^i-[a-z0-9]{1,40}$")
 REGION = re.compile(r"^[a-z]{2}-[a-z0-9-]{2,30}$")
 EVENT_ID = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
 _ARN = re.compile(r"^acs:ecs:(?P<region>[a-z0-9-]*):(?P<account>\d*):instance/(?P<instance>[^/\s]+)$")
+# EventBridge's subject as Alibaba's samples write it: acs.ecs:<region>:<account>:<resource id>
+_SUBJECT = re.compile(r"^acs\.ecs:(?P<region>[a-z0-9-]*):(?P<account>\d*):(?P<instance>[^:/\s]+)$")
+# CloudMonitor's eventTime: 20190409T121826.922+0800
+_CM_TIME = re.compile(r"^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})(?:\.(\d{1,6}))?([+-]\d{4}|Z)$")
 
 
 @dataclass(frozen=True)
@@ -102,9 +118,11 @@ def decode_payload(payload: bytes | str | dict | list) -> list[Any] | Rejected:
             if len(payload) > MAX_PAYLOAD:
                 return Rejected(f"payload of {len(payload)} bytes is over {MAX_PAYLOAD}", _excerpt(payload[:2000].decode("utf-8", "replace")))
             try:
-                payload = payload.decode("utf-8")
+                payload = _text_of(payload)
             except UnicodeDecodeError:
                 return Rejected("payload is not UTF-8 text", _excerpt(payload[:2000].decode("utf-8", "replace")))
+        # A byte-order mark a Windows editor put in front of the JSON is not part of it.
+        payload = payload.removeprefix("\ufeff")
         if len(payload) > MAX_PAYLOAD:
             return Rejected(f"payload of {len(payload)} characters is over {MAX_PAYLOAD}", _excerpt(payload))
         try:
@@ -114,6 +132,14 @@ def decode_payload(payload: bytes | str | dict | list) -> list[Any] | Rejected:
     if isinstance(data, dict) and isinstance(data.get("events"), list) and "source" not in data and "product" not in data:
         data = data["events"]  # a batch wrapped in an object
     return data if isinstance(data, list) else [data]
+
+
+def _text_of(payload: bytes) -> str:
+    """UTF-8 (with or without a BOM), or UTF-16 when it starts with its BOM (Notepad's
+    "Unicode"). Raises UnicodeDecodeError for anything else."""
+    if payload.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return payload.decode("utf-16")
+    return payload.decode("utf-8-sig")
 
 
 def parse_events(payload: bytes | str | dict | list) -> list[Outcome]:
@@ -155,6 +181,7 @@ def _parse(item: Any) -> Outcome:
         etype = _str(item, "type") or ""
         code = etype.split(":")[-1] if etype.startswith("ecs:") else None
         envelope_id = _str(item, "id")
+        envelope_time = _iso_time(_str(item, "time"))
     elif "product" in item or "content" in item:
         form = "cloudmonitor"
         product = item.get("product")
@@ -168,6 +195,7 @@ def _parse(item: Any) -> Outcome:
         parts = name.split(":")
         code = parts[1] if len(parts) >= 2 and parts[0] == "Instance" else None
         envelope_id = _str(item, "id")
+        envelope_time = _cloudmonitor_time(_str(item, "eventTime"))
     else:
         return Rejected("neither an EventBridge (source acs.ecs) nor a CloudMonitor (product ECS) event", _excerpt(item))
     if not isinstance(details, dict):
@@ -181,7 +209,7 @@ def _parse(item: Any) -> Outcome:
         return Skipped(f"status {str(status)[:40]!r} of {code} needs no action", code, status)
 
     instance = _str(details, "instanceId", "resourceId")
-    arn_m = _ARN.match(arn) if arn else None
+    arn_m = (_ARN.match(arn) or _SUBJECT.match(arn)) if arn else None
     if instance is None and arn_m:
         instance = arn_m.group("instance")
     if instance is None:
@@ -212,12 +240,34 @@ def _parse(item: Any) -> Outcome:
             form=form,
             source=str(source),
             envelope_id=envelope_id[:200] if envelope_id else None,
-            publish_time=(_str(details, "publishTime") or "")[:40] or None,
+            publish_time=(_str(details, "publishTime") or envelope_time or "")[:40] or None,
             execute_start_time=(_str(details, "executeStartTime") or "")[:40] or None,
             execute_finish_time=(_str(details, "executeFinishTime") or "")[:40] or None,
-            instance_name=(_str(item, "instanceName") or "")[:128] or None,
+            instance_name=(_str(item, "instanceName") or _str(details, "instanceName") or "")[:128] or None,
         )
     )
+
+
+def _iso_time(value: str | None) -> str | None:
+    """An ISO 8601 time as given (``2026-11-26T18:00:05+08:00``), or None when it is not one."""
+    if not value or len(value) > 40:
+        return None
+    try:
+        dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return value
+
+
+def _cloudmonitor_time(value: str | None) -> str | None:
+    """CloudMonitor's ``20190409T121826.922+0800`` as ISO 8601 (``2019-04-09T12:18:26.922+08:00``)."""
+    m = _CM_TIME.match(value or "")
+    if not m:
+        return None
+    y, mo, d, h, mi, sec, frac, tz = m.groups()
+    tz = "+00:00" if tz == "Z" else f"{tz[:3]}:{tz[3:]}"
+    text = f"{y}-{mo}-{d}T{h}:{mi}:{sec}" + (f".{frac}" if frac else "") + tz
+    return _iso_time(text)
 
 
 @dataclass(frozen=True)
