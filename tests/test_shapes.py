@@ -94,8 +94,37 @@ def kmsg(recs):  # /dev/kmsg records
     return "\n".join(f"4,{i},{int(float(ts) * 1e6)},-;{msg}" for i, (ts, msg) in enumerate(recs))
 
 
+def dmesg_ctime(recs):  # dmesg -T: wall-clock time instead of seconds since boot
+    return "\n".join(f"[Sat Mar  2 11:40:{int(float(ts)) % 60:02d} 2024] {msg}" for ts, msg in recs)
+
+
+def dmesg_reltime(recs):  # dmesg -H / --reltime: a wall-clock stamp, then deltas
+    out = []
+    for i, (_ts, msg) in enumerate(recs):
+        out.append(f"[Mar 2 11:40] {msg}" if i % 40 == 0 else f"[  +0.{i:06d}] {msg}")
+    return "\n".join(out)
+
+
+def forwarded_syslog(recs):  # a log collector's own date, then facility.level, then the ident
+    levels = ("kern.alert", "kern.warning", "kern.info")
+    return "\n".join(f"2023-05-04 09:12:33 +0000 UTC {levels[i % 3]} kernel: {msg}" for i, (_, msg) in enumerate(recs))
+
+
+def console_collector(recs):  # an out-of-band console logger dates each line before the kernel's stamp
+    return "\n".join(f"2024-01-09 22:10:05    [{float(ts):12.6f}] {msg}" for ts, msg in recs)
+
+
+def mail_quoted(recs):  # a reply quoting the report
+    return "\n".join(f"> [{float(ts):12.6f}] {msg}" for ts, msg in recs)
+
+
+def pipe_table(recs):  # a log viewer's columns
+    return "\n".join(f"web-01 | 2024-01-09T22:10:05Z | [{float(ts):12.6f}] {msg}" for ts, msg in recs)
+
+
 SHAPES = [dmesg, no_timestamps, dmesg_raw, printk_caller, printk_caller_cpu, journal_short, journal_short_iso,
-          journal_short_monotonic, var_log_messages, serial_console, flattened, crlf, ansi, kmsg]
+          journal_short_monotonic, var_log_messages, serial_console, flattened, crlf, ansi, kmsg,
+          dmesg_ctime, dmesg_reltime, forwarded_syslog, console_collector, mail_quoted, pipe_table]
 
 
 def _key(result):
@@ -128,3 +157,84 @@ def test_nul_padding_like_pstore(expected):
 def test_invalid_utf8_bytes(expected):
     data = BASE.log.replace(b"Comm: kworker/0:1H", b"Comm: kworker/0:1H").replace(b"PGD", b"\xff\xfePGD")
     assert _key(classify_bytes(b"\xc3\x28 garbage \xa0\xa1\n" + data)) == expected
+
+
+# --- shapes found by their message heads (tests/shapes/: small hand-made logs in the shapes
+# real people paste; the real public logs in these shapes are cases under tests/cases/public) --
+
+SHAPE_DIR = Path(__file__).with_name("shapes")
+
+
+def _classify(name):
+    return classify_bytes((SHAPE_DIR / name).read_bytes(), source=name)
+
+
+def test_syslogd_wall_broadcast_is_read_after_kernel_colon():
+    r = _classify("syslogd-wall-soft-lockup.txt")
+    assert r["kind"] == "soft_lockup"
+    # Only the head line is there: the right kind, said with low confidence and why.
+    assert r["confidence"] == "low"
+    assert any("learned" in why for why in r["confidence_reasons"])
+
+
+def test_crash_utility_sys_and_bt_without_log():
+    r = _classify("crash-sys-bt-no-log.txt")
+    assert r["kind"] == "null_deref"
+    assert r["crash"]["rip_function"] == "blk_mq_rq_timed_out"
+    assert r["crash"]["comm"] == "kworker/3:1" and r["crash"]["pid"] == 1234
+    assert r["kernel"]["release"] == "3.10.0-957.el7.x86_64"
+    assert r["call_trace"][0]["function"] == "machine_kexec"
+    assert "blk_mq_rq_timed_out" in r["title"]
+
+
+def test_mail_wrapped_head_line_is_glued_back():
+    r = _classify("mail-wrapped-page-alloc-failure.txt")
+    assert r["kind"] == "page_alloc_failure"
+    assert r["title"].startswith("page allocation failure: order:1")
+
+
+def test_kernel_bug_that_killed_init_keeps_the_cause():
+    r = _classify("arm64-bug-kills-init.txt")
+    assert r["kind"] == "kernel_bug"
+    assert r["crash"]["rip_function"] == "ext4_writepages"
+    assert r["consequence"] == {"kind": "init_killed", "text": "Attempted to kill init! exitcode=0x0000000b"}
+    assert r["reports"][0]["consequence"]["kind"] == "init_killed"
+
+
+def test_init_killed_alone_has_no_consequence():
+    log = b"[    3.9] Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000100\n"
+    r = classify_bytes(log)
+    assert r["kind"] == "init_killed" and r["consequence"] is None
+
+
+def test_a_user_process_trap_is_not_learned_as_a_prefix():
+    # "traps: x[1] general protection fault ip:..." is the kernel reporting a user fault.
+    log = b"[ 10.0] traps: java[4242] general protection fault ip:7f0 sp:7ff error:0 in libc.so.6\n"
+    assert classify_bytes(log)["kind"] == "none"
+
+
+def test_another_programs_message_is_not_a_kernel_message():
+    log = b"Jan  9 22:10:05 node7 myapp[12]: Kernel panic - not syncing: Fatal exception\n"
+    assert classify_bytes(log)["kind"] == "none"
+
+
+def test_end_marker_is_not_a_second_panic():
+    r = classify_bytes(b"[ 1.0] Kernel panic - not syncing: Fatal exception\n[ 1.1] ---[ end Kernel panic - not syncing: Fatal exception ]---\n")
+    assert len(r["reports"]) == 1
+
+
+@pytest.mark.parametrize("prefix", ["Console ", "Jan  9 22:10:05 node7 myapp: "])
+def test_words_or_a_program_name_are_not_learned(prefix):
+    from crashdiag.classifier.logtext import learn_prefixes
+
+    text = f"{prefix}Call Trace:\n{prefix}dump_stack+0x1/0x2\n"
+    assert learn_prefixes(text) == []
+
+
+@pytest.mark.parametrize("prefix", ["2023-05-04 09:12:33 +0000 UTC kern.alert kernel: ", "[Sat Mar  2 11:40:17 2024] ",
+                                    "[  +0.004512] ", " kernel:", "> ", "crash> "])
+def test_transport_prefixes_are_learned(prefix):
+    from crashdiag.classifier.logtext import learn_prefixes
+
+    learned = learn_prefixes(f"{prefix}BUG: unable to handle kernel NULL pointer dereference at 0000000000000008\n")
+    assert [lp.shape for lp in learned] == [prefix]

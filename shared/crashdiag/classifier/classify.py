@@ -305,6 +305,14 @@ def _confidence(r: Report, rule: Rule | None) -> tuple[str, list[str]]:
     if r.kind == "other":
         score -= 1
         reasons.append("the report is of no specific kind")
+    shape = r.main_event().line.shape
+    if shape is not None:
+        read = sum(1 for ln in r.lines if ln.shape == shape)
+        reasons.append(f"the log's line prefix ({shape.strip()!r}) is not a shape we know; it was learned from "
+                       "the lines that carry kernel message heads")
+        if read <= 1:
+            score = 0 if not r.trace else min(score, 1)
+            reasons.append("only the message head's own line could be read through that prefix")
     if rule is None:
         reasons.append("no catalogue rule matched")
     elif rule.priority <= 10 and score == 2:
@@ -341,10 +349,20 @@ def report_summary(r: Report) -> dict[str, Any]:
         "title": title,
         "fingerprint": _fingerprint(r.kind, title, frames),
         "fatal": r.fatal,
+        "consequence": _consequence(r),
         "line": r.first_line.number,
         "timestamp": ts,
         "panic_reason": r.panic,
     }
+
+
+def _consequence(r: Report) -> dict[str, str] | None:
+    """What the report led to when that is a different kind from its cause (an oops in init
+    that then killed init), else None. Additive to the DESIGN contract."""
+    e = r.consequence_event()
+    if e is None:
+        return None
+    return {"kind": e.fmt.kind, "text": e.line.text.partition("Kernel panic - not syncing:")[2].strip() or e.line.text}
 
 
 def build_result(reports: list[Report], builder: ReportBuilder, rules: tuple[Rule, ...], lang: str, windows: int) -> dict[str, Any]:
@@ -363,6 +381,7 @@ def build_result(reports: list[Report], builder: ReportBuilder, rules: tuple[Rul
             fix_status=None,
             fix_detail=None,
             config_knob=None,
+            consequence=None,
             kernel=kr.to_json() if kr else {"release": None, "stream": None, "version": None, "base": None},
             crash=None,
             modules={"in_trace": [], "out_of_tree": [], "linked_in": [], "last_unloaded": None, "suspect": None, "suspect_reason": None},
@@ -448,6 +467,7 @@ def build_result(reports: list[Report], builder: ReportBuilder, rules: tuple[Rul
         fix_status=fs.status if fs else None,
         fix_detail=fs.detail if fs else None,
         config_knob=knob,
+        consequence=summary["consequence"],
         kernel=kr.to_json() if kr else {"release": None, "stream": None, "version": None, "base": None},
         crash={
             "rip_function": rip.get("function"),

@@ -96,6 +96,13 @@ FATAL_KINDS = frozenset(
     }
 )
 
+# Kinds of an oops that kills the task it hits: when that task is init, the kernel then
+# panics with "Attempted to kill init!", a consequence of the report, not its cause.
+CAUSE_KINDS = frozenset(
+    {"null_deref", "paging_request", "gpf", "kernel_bug", "divide_error", "invalid_opcode", "double_fault",
+     "list_corruption", "slab_error", "kasan"}
+)
+
 # Roles: how an event relates to the report being built.
 START = "start"  # opens a new report (unless the open one is waiting to absorb it)
 CONT = "cont"  # continues the open report when close to it, else opens one
@@ -343,7 +350,7 @@ FORMATS: tuple[Format, ...] = (
     _f(
         "page_alloc_failure",
         START,
-        r"(?P<comm>.*?): page allocation failure: order:(?P<order>\d+)",
+        r"(?P<comm>.*?): page allocation failure[:.] order:(?P<order>\d+)",
         "page allocation failure: order:{order} in {frame}",
     ),
     _f("page_alloc_failure", START, r"(?P<comm>.*?): vmalloc(?: error)?: (?:allocation failure|size)", "vmalloc allocation failure in {frame}"),
@@ -405,7 +412,7 @@ CONFIG_PANICS: tuple[tuple[re.Pattern[str], str], ...] = (
 # Frames that are plumbing of the crash machinery rather than where it happened.
 # Skipped when choosing the guilty frame and when fingerprinting.
 SKIP_FRAMES = re.compile(
-    r"^(?:_?_?dump_stack\w*|show_stack\w*|show_trace\w*|show_regs|__show_regs|panic|nmi_panic|"
+    r"^(?:_?_?dump_stack\w*|show_stack\w*|machine_kexec|__crash_kexec|crash_kexec|oops_end|show_trace\w*|show_regs|__show_regs|panic|nmi_panic|"
     r"__warn\w*|warn_slowpath\w*|report_bug|fixup_bug|handle_bug|do_error_trap|do_trap|do_invalid_op|"
     r"invalid_op|exc_\w+|asm_exc_\w+|asm_sysvec_\w+|sysvec_\w+|die|__die\w*|oops_\w+|no_context|"
     r"__bad_area\w*|bad_area\w*|page_fault_oops|kernelmode_fixup_or_oops|do_page_fault|__do_page_fault|"
@@ -454,3 +461,58 @@ SKIP_FRAMES = re.compile(
 def clean_function(name: str) -> str:
     """Drop compiler suffixes so a function reads the same across builds."""
     return re.sub(r"(?:\.(?:cold|isra|constprop|part|llvm|lto_priv|localalias)(?:\.\d+)*)+$", "", name)
+
+
+# --- message heads ----------------------------------------------------------------------
+# The opening words of the messages above (and of the lines inside a report), searched
+# anywhere in a line to find where the kernel's message starts when the line carries a
+# prefix we do not know (a collector's date, "kern.alert kernel:", a mail quote, "crash>").
+# logtext learns the log's prefix from the lines where one is found. Patterns here are
+# literal text with at most optional literal groups: no lookarounds, no backreferences,
+# nothing that backtracks, so the search stays linear (RE2-compatible).
+#
+# Heads of a report: a line carrying one of these is a crash message wherever it sits.
+FATAL_HEADS: tuple[str, ...] = (
+    r"Kernel panic - not syncing",
+    r"(?:sysrq: )?(?:SysRq ?: )?Trigger a crash",
+    r"BUG: (?:unable to handle|kernel NULL pointer|soft lockup|KASAN|KFENCE|KMSAN|scheduling while atomic|Bad page)",
+    r"(?:NMI )?watchdog: (?:BUG: soft lockup|Watchdog detected hard LOCKUP)",
+    r"Watchdog detected hard LOCKUP",
+    r"Unable to handle kernel ",
+    # "general protection fault:" / ", probably for": not "traps: x[1] general protection
+    # fault ip:...", which is a user process's fault reported by the kernel.
+    r"general protection fault[:,]",
+    r"[Kk]ernel BUG at ",
+    r"Internal error: Oops",
+    r"invalid opcode: \d",
+    r"divide error: \d",
+    r"(?:PANIC: )?double fault",
+    r"INFO: task ",
+    r"(?:rcu: )?INFO: rcu",
+    r" invoked oom-killer: ",
+    r": page allocation failure[:.]",
+    r"Out of memory: Kill",
+    r"Memory cgroup out of memory: Kill",
+    r"(?:list_add|list_del) corruption",
+    r"WARNING: CPU: \d",
+    r"WARNING: at ",
+    r"(?:mce: )?\[Hardware Error\]: ",
+    r"VFS: Unable to mount root",
+)
+# Heads of lines inside a report: enough to learn the prefix of the lines between heads.
+CONT_HEADS: tuple[str, ...] = (
+    r"Call Trace:",
+    r"Call trace:",
+    r"Modules linked in:",
+    r"CPU: \d+ (?:UID: \d+ )?PID: \d+ Comm: ",
+    r"Hardware name: ",
+    r"RIP: 00",
+    r"RIP: \[<",
+    r"pc : \[?<?[0-9a-fA-F]",
+    r"lr : \[?<?[0-9a-fA-F]",
+    r"Oops: \d",
+    r"---\[ end trace",
+)
+# Heads that follow a task name ("kworker/0:1 invoked oom-killer"): the message starts at
+# the beginning of the word before them.
+COMM_LED_HEADS = (" invoked oom-killer: ", ": page allocation failure")

@@ -16,8 +16,11 @@ from __future__ import annotations
 import gzip
 import io
 import re
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+
+from . import formats as F
 
 
 class LogInputError(Exception):
@@ -32,6 +35,7 @@ class LogLine:
     timestamp: float | None  # printk seconds since boot, when present
     text: str
     raw: str  # the line as it was, for evidence
+    shape: str | None = None  # the learned prefix this line was read through (None: a known shape)
 
 
 # Anchors: every crash report carries at least one of these, or is always printed
@@ -157,22 +161,186 @@ def decode(data: bytes) -> str:
 
 
 def normalise(text: str, first_line: int = 1) -> Iterator[LogLine]:
-    """Yield kernel lines from raw log text (any of the shapes this module knows)."""
+    """Yield kernel lines from raw log text.
+
+    Known shapes (syslog, journal, printk timestamps, /dev/kmsg...) are stripped by
+    ``strip_prefixes``. A line whose known stripping does not reach a kernel message head
+    teaches this window a prefix (``learn_prefixes``); every line that starts with a learned
+    prefix is read through it, so the registers and frames between the heads are read too.
+    """
     # Serial consoles end lines with \r\n or a lone \r; pstore pads with NULs.
     text = text.replace("\r\n", "\n").replace("\r", "\n")
+    learned = learn_prefixes(text)
     number = first_line - 1
+    held: LogLine | None = None  # a head line whose wrapped tail may follow
     for physical in text.split("\n"):
         number += 1
         physical = clean(physical)
         if not physical.strip():
             continue
         for record in split_records(physical):
-            body, ts, is_kernel = strip_prefixes(record.strip("\n"))
+            record = record.strip("\n")
+            shape = None
+            for prefix in learned:
+                m = prefix.pattern.match(record)
+                if m:
+                    body, ts, is_kernel = record[m.end() :], prefix.timestamp(m.group(0)), True
+                    shape = prefix.shape
+                    break
+            else:
+                body, ts, is_kernel = strip_prefixes(record)
+            if held is not None:
+                if body is record and _wrapped_tail(held.text, record):
+                    # A mail client or terminal broke the head line: glue its tail back on.
+                    held = LogLine(held.number, held.timestamp, f"{held.text} {record.strip()}",
+                                   f"{held.raw} {record.strip()}", held.shape)
+                    continue
+                yield held
+                held = None
             if not is_kernel:
                 continue
             body = body.rstrip()
-            if body:
-                yield LogLine(number, ts, body, record.strip())
+            if not body:
+                continue
+            line = LogLine(number, ts, body, record.strip(), shape)
+            if body is not record and len(record) >= 40 and FATAL_HEAD.search(body):
+                held = line
+            else:
+                yield line
+    if held is not None:
+        yield held
+
+
+_WRAP_TAIL_MAX = 100
+
+
+def _wrapped_tail(head: str, record: str) -> bool:
+    """Whether ``record`` (a line with no prefix of its own) continues the head line above
+    it: the log's lines carry prefixes, so a bare short line after a head is its wrapped tail."""
+    if not record or record[0] in " \t[<>#|" or len(record) > _WRAP_TAIL_MAX:
+        return False
+    return not HEADS.match(record)
+
+
+# --- prefixes learned from message heads ---------------------------------------------------
+
+_HEAD_ALTERNATIVES = F.FATAL_HEADS + F.CONT_HEADS
+HEADS = re.compile("|".join(f"(?:{h})" for h in _HEAD_ALTERNATIVES))
+FATAL_HEAD = re.compile("|".join(f"(?:{h})" for h in F.FATAL_HEADS))
+MAX_LEARN_LINES = 400  # lines with a head examined per window: enough to see every prefix a log uses
+MAX_PREFIX = 160  # a longer "prefix" is message text, not transport
+_SKELETON_TOKEN = re.compile(r"\d+|[^\W\d_]+|\s+|.", re.S)
+_PREFIX_TS = re.compile(r"\[\s*(\d+\.\d+)\]")
+_END_WORD = re.compile(r"([^\W\d_][\w.-]*):\s*$")
+# A prefix may end with "word:" only when the word is the syslog identifier of the kernel (or
+# crash's "PANIC:"); any other "word: " before a head is the message of a subsystem or program.
+_PREFIX_IDENTS = frozenset({"kernel", "PANIC", "kern", "vmcore", "crash"})
+
+
+@dataclass(frozen=True)
+class LearnedPrefix:
+    """A line prefix this log uses, learned from a line where a message head follows it."""
+
+    pattern: re.Pattern[str]
+    shape: str  # the prefix as first seen, for the confidence reason
+
+    def timestamp(self, prefix: str) -> float | None:
+        m = _PREFIX_TS.search(prefix)
+        return _float(m.group(1)) if m else None
+
+
+def head_start(line: str) -> int:
+    """Where the first kernel message head in ``line`` starts, or -1."""
+    m = HEADS.search(line)
+    if not m:
+        return -1
+    return _comm_start(line, m)
+
+
+def _comm_start(line: str, m: re.Match[str]) -> int:
+    start = m.start()
+    head = m.group(0)
+    if head.startswith(F.COMM_LED_HEADS):
+        # "kworker/0:1 invoked oom-killer:", "java: page allocation failure": back up over
+        # the task name to the start of its word.
+        i = start
+        while i > 0 and not line[i - 1].isspace():
+            i -= 1
+        return i
+    return start
+
+
+def learn_prefixes(text: str, limit: int = MAX_LEARN_LINES) -> list[LearnedPrefix]:
+    """The line prefixes of ``text`` that the known shapes do not strip, learned from the
+    lines where a kernel message head follows them. Most frequent first."""
+    seen: Counter[str] = Counter()
+    first: dict[str, str] = {}
+    looked = 0
+    pos = 0
+    n = len(text)
+    while looked < limit:
+        m = HEADS.search(text, pos)
+        if not m:
+            break
+        lo = text.rfind("\n", 0, m.start()) + 1
+        hi = text.find("\n", m.end())
+        hi = n if hi == -1 else hi
+        pos = hi + 1
+        looked += 1
+        for record in split_records(clean(text[lo:hi])):
+            prefix = _unknown_prefix(record)
+            if prefix is not None:
+                key = skeleton(prefix)
+                seen[key] += 1
+                first.setdefault(key, prefix)
+    return [LearnedPrefix(re.compile(key), first[key]) for key, _ in seen.most_common()]
+
+
+def _unknown_prefix(record: str) -> str | None:
+    """The text before the message head of ``record`` when the known shapes do not strip it
+    (and it looks like transport rather than message text), else None."""
+    m = HEADS.search(record)
+    if not m:
+        return None
+    start = _comm_start(record, m)
+    body, _, is_kernel = strip_prefixes(record)
+    consumed = len(record) - len(body)
+    if is_kernel and not body[: max(0, start - consumed)].strip():
+        return None  # a known shape: its stripping reaches the head
+    if not is_kernel and start >= consumed:
+        return None  # another program's message that mentions a kernel message
+    prefix = record[:start]
+    if not prefix.strip() or len(prefix) > MAX_PREFIX or "---[" in prefix:
+        return None
+    w = _END_WORD.search(prefix)
+    if w and w.group(1) not in _PREFIX_IDENTS:
+        return None
+    # Transport carries a date, a time or a counter, names the kernel, or is bare punctuation
+    # (a mail quote "> "); words alone ("Console ") are a heading someone pasted.
+    words = [t for t in _SKELETON_TOKEN.findall(prefix) if t.isalpha()]
+    if words and not any(ch.isdigit() for ch in prefix) and not set(words) & _PREFIX_IDENTS:
+        return None
+    return prefix
+
+
+def skeleton(prefix: str) -> str:
+    """A pattern for lines that share ``prefix``'s shape: digit and letter runs become
+    classes (a date, a time, a level), the kernel's syslog identifier and punctuation stay
+    literal. Adjacent parts never overlap, so matching it is linear."""
+    parts: list[str] = []
+    tokens = _SKELETON_TOKEN.findall(prefix)
+    for i, tok in enumerate(tokens):
+        if tok.isdigit():
+            parts.append(r"\d+")
+        elif tok[0].isspace():
+            last = i == len(tokens) - 1
+            after_open = i > 0 and tokens[i - 1] in "[(<{"
+            parts.append(r"\s*" if last or after_open else r"\s+")
+        elif tok.isalpha():
+            parts.append(re.escape(tok) if tok in _PREFIX_IDENTS else r"[^\W\d_]+")
+        else:
+            parts.append(re.escape(tok))
+    return "".join(parts)
 
 
 def looks_binary(sample: bytes) -> bool:

@@ -100,13 +100,26 @@ class Report:
             self.lines.append(line)
 
     def main_event(self) -> Event:
-        """The most specific event; a generic panic line never outranks the report it ends."""
+        """The most specific event; a generic panic line never outranks the report it ends,
+        and a panic that only says what the crash led to (init killed) never outranks it."""
         events = [e for e in self.events if e.fmt.note != "generic"] or self.events
+        if self.consequence_event() is not None:
+            events = [e for e in events if e is not self.consequence_event()]
         best = events[0]
         for e in events[1:]:
             if F.RANK[e.fmt.kind] > F.RANK[best.fmt.kind]:
                 best = e
         return best
+
+    def consequence_event(self) -> Event | None:
+        """The "Attempted to kill init!" panic when an oops came first: the oops killed the
+        task that was init, so the first fatal report is the cause and the panic its consequence."""
+        for i, e in enumerate(self.events):
+            if e.fmt.kind == "init_killed" and e.fmt.role == F.PANIC:
+                if any(c.fmt.kind in F.CAUSE_KINDS or c.fmt.title.startswith("Oops") for c in self.events[:i]):
+                    return e
+                return None
+        return None
 
 
 # --- line formats used for extraction ----------------------------------------------
@@ -132,6 +145,12 @@ _FRAME = re.compile(
 # arm32: "[<c0..>] (func+0x10/0x14) from [<c0..>] (caller+0x..)", the offset sometimes left out.
 _FRAME_FROM = re.compile(r"^\s*\[<[0-9a-f]+>\]\s*\(?(?P<func>[A-Za-z_.$][\w.$]*)(?:\+0x[0-9a-f]+/0x[0-9a-f]+)?\)?\s+from\s")
 _TRACE_MARK = re.compile(r"^<(?P<ctx>/?(?:IRQ|NMI|EOI|TASK|SOFTIRQ|#DF|DF|MCE|VC|#VC|DB|#DB))>\s*(?P<rest>.*)$")
+# The crash utility's "bt": " #3 [ffff8a7d3a1b7b88] oops_end at ffffffff8b76c758 [mod]", the
+# trapped context as "[exception RIP: func+32]", the task as 'PID: 1 TASK: .. CPU: 3 COMMAND: "x"'.
+_CRASH_FRAME = re.compile(r"^#\d+ \[[0-9a-f]+\] (?P<func>[A-Za-z_.$][\w.$]*) at (?P<addr>[0-9a-f]+)(?: \[(?P<module>[\w-]+)\])?")
+_CRASH_EXCEPTION_RIP = re.compile(r"^\[exception RIP: (?P<func>[A-Za-z_.$][\w.$]*)(?:\+(?P<off>\d+))?\]")
+_CRASH_TASK = re.compile(r'^PID: (?P<pid>\d+)\s+TASK: [0-9a-f]+\s+CPU: (?P<cpu>\d+)\s+COMMAND: "(?P<comm>[^"]*)"')
+_CRASH_RELEASE = re.compile(r"^\s*RELEASE: (?P<release>\S+)")
 _MODULES = re.compile(r"^Modules linked in:\s*(?P<mods>.*)$")
 _MODULE_TOKEN = re.compile(r"(?P<name>[\w-]+)(?:\((?P<flags>[A-Z+-]*)\))?")
 _LAST_UNLOADED = re.compile(r"\[last unloaded: (?P<name>[\w-]+)(?:\([A-Z+-]*\))?\]")
@@ -250,6 +269,11 @@ class ReportBuilder:
         text = line.text
         if text.startswith(("Linux version", "Command line", "Kernel command", "DMI: ")):
             self._boot_fact(text)
+        elif "RELEASE: " in text[:16]:  # the crash utility's banner
+            m = _CRASH_RELEASE.match(text)
+            if m:
+                self.boot_release = m.group("release")
+                self.releases.append(self.boot_release)
         found = match_format(text)
         cur = self.current
         if found:
@@ -483,11 +507,33 @@ def extract(r: Report) -> None:
         # The log stops inside the call trace, unless the trace already reached its bottom.
         if not (r.trace and _TRACE_BOTTOM.match(r.trace[-1].function or "")):
             r.trace_cut = True
+    if not r.trace:
+        _crash_backtrace(r)
     if r.release is None:
         r.release = r.boot_release
     if r.hardware is None:
         r.hardware = r.boot_hardware
     _decide_kind(r)
+
+
+def _crash_backtrace(r: Report) -> None:
+    """Frames, trapped RIP and task from the crash utility's "bt" when the report has no
+    kernel call trace of its own (a "crash" session pasted without its "log")."""
+    for ln in r.lines:
+        t = ln.text.strip()
+        m = _CRASH_FRAME.match(t)
+        if m:
+            r.trace.append(Frame(F.clean_function(m.group("func")), None, m.group("module"), True, None, m.group("addr")))
+            continue
+        m = _CRASH_EXCEPTION_RIP.match(t)
+        if m and (r.rip is None or not r.rip.get("function")):
+            fn = m.group("func")
+            r.rip = {"function": F.clean_function(fn), "symbol": fn, "offset": hex(int(m.group("off") or 0)),
+                     "module": None, "address": None}
+            continue
+        m = _CRASH_TASK.match(t)
+        if m and r.pid is None:
+            r.pid, r.cpu, r.comm = int(m.group("pid")), int(m.group("cpu")), m.group("comm")
 
 
 def _header(r: Report, t: str) -> bool:
