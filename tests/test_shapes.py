@@ -238,3 +238,10 @@ def test_transport_prefixes_are_learned(prefix):
 
     learned = learn_prefixes(f"{prefix}BUG: unable to handle kernel NULL pointer dereference at 0000000000000008\n")
     assert [lp.shape for lp in learned] == [prefix]
+
+
+def test_crash_banner_gives_way_to_the_log_that_follows():
+    r = _classify("crash-sys-then-log.txt")
+    assert r["kind"] == "null_deref" and len(r["reports"]) == 2
+    assert r["crash"]["rip_function"] == "blk_mq_rq_timed_out" and r["call_trace"]
+    assert r["confidence"] != "low"

@@ -98,9 +98,14 @@ def _classify_stream(
 
 
 def primary_report(reports: list[Report]) -> Report | None:
-    """The first fatal report; with none fatal, the first report."""
-    for r in reports:
+    """The first fatal report; with none fatal, the first report. A bare head line (crash's
+    'PANIC: "..."' banner) gives way to the full report of the same kind printed after it."""
+    for i, r in enumerate(reports):
         if r.fatal:
+            if not r.trace and r.rip is None:
+                for later in reports[i + 1 :]:
+                    if later.fatal and later.kind == r.kind and later.trace:
+                        return later
             return r
     return reports[0] if reports else None
 
