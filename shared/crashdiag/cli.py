@@ -5,6 +5,7 @@
     crashdiag replay EVENT [--json] [--store DIR] [--instances DIR]
     crashdiag report PATH [--html OUT] [--json] [--lang zh|en]  (the incident page for any log)
     crashdiag fleet --store DIR --out DIR [--lang zh|en]        (the fleet page of a local store)
+    crashdiag audit --instances DIR [--json] [--tag KEY=VALUE] [--store DIR]  (fleet readiness)
 """
 
 from __future__ import annotations
@@ -48,6 +49,12 @@ def _parser() -> argparse.ArgumentParser:
     fl.add_argument("--store", required=True, help="local object store directory (as written by replay)")
     fl.add_argument("--out", required=True, help="directory for index.html")
     fl.add_argument("--lang", choices=("en", "zh"), default=None)
+    au = sub.add_parser("audit", help="audit simulated instances for crash readiness (kdump, crashkernel, panic knobs, exposure)")
+    au.add_argument("--instances", required=True, help="simulated instances directory (as events/instances)")
+    au.add_argument("--json", action="store_true", help="one JSON object per instance")
+    au.add_argument("--tag", default=None, metavar="KEY=VALUE", help="only instances carrying this tag")
+    au.add_argument("--account", default="", help="account id to record with each result")
+    au.add_argument("--store", default=None, help="also write audit/<date>/<region>/<id>.json into this local store")
     return p
 
 
@@ -61,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         return _report(args)
     if args.command == "fleet":
         return _fleet(args)
+    if args.command == "audit":
+        return _audit(args)
     return _rules(args)
 
 
@@ -121,6 +130,37 @@ def _fleet(args: argparse.Namespace) -> int:
         return EXIT_INPUT
     stats = index.get("stats") or {}
     print(f"{out}: {len(index['reports'])} reports ({stats.get('read', 0)} new)")
+    return EXIT_OK
+
+
+def _audit(args: argparse.Namespace) -> int:
+    import datetime as dt
+    import os
+
+    from .pipeline.audit import audit_local, store_results
+    from .reports.readiness import render_table
+
+    if not os.path.isdir(args.instances):
+        print(f"crashdiag: {args.instances}: no such instances directory", file=sys.stderr)
+        return EXIT_INPUT
+    tag = None
+    if args.tag is not None:
+        key, sep, value = args.tag.partition("=")
+        if not sep or not key:
+            print("crashdiag: --tag takes KEY=VALUE", file=sys.stderr)
+            return EXIT_INPUT
+        tag = (key, value)
+    now = dt.datetime.now(dt.timezone.utc)
+    results = audit_local(args.instances, tag=tag, account=args.account, now=now)
+    if args.store:
+        from .cloud.store import LocalStore
+
+        store_results(LocalStore(args.store), results, now.strftime("%Y-%m-%d"))
+    if args.json:
+        for r in results:
+            sys.stdout.write(json.dumps(r, ensure_ascii=False, separators=(",", ":")) + "\n")
+    else:
+        print(render_table(results))
     return EXIT_OK
 
 

@@ -1,0 +1,131 @@
+"""The fleet readiness audit: run the read-only guest audit script through Cloud
+Assistant on many instances at once, judge each output, keep the results.
+
+One ``RunCommand`` covers up to 100 instances (the API's limit on ``InstanceId.N``); the
+results are polled with one paged ``DescribeInvocationResults`` per batch, under an
+overall deadline. Each instance's result is stored at
+``audit/<date>/<region>/<instance-id>.json`` (a rerun the same day overwrites it: the
+newest audit is the one that counts, and a dead run leaves nothing half-written since
+each object is written whole).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..cloud.ecs import CloudError, InvocationResult
+from ..reports.readiness import AuditOutputError, judge, parse_audit_output, unreachable
+
+log = logging.getLogger(__name__)
+
+AUDIT_SCRIPT_PATH = Path(__file__).with_name("guest") / "audit-readiness.sh"
+AUDIT_PREFIX = "audit/"
+BATCH = 100  # RunCommand's InstanceId.N: 1 to 100 (cloud/ecs_fleet.py)
+COMMAND_TIMEOUT = 60  # the script reads a few files; a minute is generous
+DEADLINE = 300  # seconds to wait for a batch's results
+
+
+def audit_command() -> str:
+    """The audit script as sent: comment-only and blank lines dropped (as for collection)."""
+    lines = AUDIT_SCRIPT_PATH.read_text(encoding="utf-8").split("\n")
+    kept = [ln for ln in lines if ln.strip() and not (ln.lstrip().startswith("#") and not ln.startswith("#!"))]
+    return "\n".join(kept) + "\n"
+
+
+def audit_key(day: str, region: str, instance_id: str) -> str:
+    return f"{AUDIT_PREFIX}{day}/{region}/{instance_id}.json"
+
+
+def _iso(t: dt.datetime) -> str:
+    return t.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _judge_one(inv: InvocationResult | None, info: Any, account: str, at: str) -> dict[str, Any]:
+    meta = {"region": info.region, "account": account, "name": info.name, "audited_at": at}
+    if inv is None or not inv.finished:
+        return unreachable(info.instance_id, "the audit did not finish in time", **meta)
+    if inv.status != "Success":
+        return unreachable(info.instance_id, f"Cloud Assistant could not run the audit ({inv.error_code or inv.status})", **meta)
+    try:
+        facts = parse_audit_output(inv.output)
+    except AuditOutputError as exc:
+        return unreachable(info.instance_id, f"the audit's output could not be read: {exc}", **meta)
+    if info.memory_mb and not facts.get("mem.total_kb"):
+        facts["mem.total_kb"] = str(info.memory_mb * 1024)  # DescribeInstances' Memory (MiB)
+    return judge(facts, instance_id=info.instance_id, **meta)
+
+
+def run_audit(api: Any, region: str, instances: list[Any], *, account: str = "", now: dt.datetime | None = None,
+              clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
+              poll: float = 2.0, deadline: float = DEADLINE, timeout: int = COMMAND_TIMEOUT) -> list[dict[str, Any]]:
+    """Audit ``instances`` (``InstanceInfo`` of one region) in batches of 100; one result each."""
+    at = _iso(now or dt.datetime.now(dt.timezone.utc))
+    script = audit_command()
+    results: list[dict[str, Any]] = []
+    for start in range(0, len(instances), BATCH):
+        batch = instances[start:start + BATCH]
+        try:
+            invoke_id = api.run_command_many(region, [i.instance_id for i in batch], script, timeout, "crashdiag-audit")
+        except CloudError as exc:
+            log.warning("audit RunCommand failed in %s: %s", region, exc.code)
+            results += [unreachable(i.instance_id, f"RunCommand failed ({exc.code})", region=i.region, account=account,
+                                    name=i.name, audited_at=at) for i in batch]
+            continue
+        end = clock() + deadline
+        got: dict[str, InvocationResult] = {}
+        wait = poll
+        while True:
+            try:
+                got = api.invocation_results(region, invoke_id)
+            except CloudError as exc:
+                log.warning("audit DescribeInvocationResults failed in %s: %s", region, exc.code)
+            if all(i.instance_id in got and got[i.instance_id].finished for i in batch) or clock() >= end:
+                break
+            sleep(wait)
+            wait = min(wait * 2, 30.0)
+        results += [_judge_one(got.get(i.instance_id), i, account, at) for i in batch]
+    return results
+
+
+def store_results(store: Any, results: list[dict[str, Any]], day: str) -> list[str]:
+    """Write each result to audit/<day>/<region>/<instance>.json; returns the keys."""
+    from ..cloud.store import retry_transient
+
+    keys = []
+    for r in results:
+        key = audit_key(day, r.get("region") or "unknown", r["instance_id"])
+        data = json.dumps(r, ensure_ascii=False, sort_keys=True).encode()
+        retry_transient(lambda key=key, data=data: store.put(key, data, content_type="application/json"))
+        keys.append(key)
+    return keys
+
+
+def audit_region(api: Any, store: Any, region: str, *, tag: tuple[str, str] | None = None, account: str = "",
+                 now: dt.datetime | None = None, **kw: Any) -> dict[str, Any]:
+    """The audit function's work for one region: list, run, judge, store; a summary back."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    instances = api.list_instances(region, tag)
+    results = run_audit(api, region, instances, account=account, now=now, **kw)
+    keys = store_results(store, results, now.strftime("%Y-%m-%d"))
+    return {"region": region, "instances": len(instances), "ready": sum(1 for r in results if r["ready"]),
+            "exposed": sum(1 for r in results if r["exposed"]), "written": len(keys)}
+
+
+def audit_local(instances_dir: str, *, tag: tuple[str, str] | None = None, account: str = "",
+                now: dt.datetime | None = None) -> list[dict[str, Any]]:
+    """``crashdiag audit --instances DIR``: the same script over simulated instances,
+    every region they live in; results in instance-id order."""
+    from ..cloud.ecs_fleet import SimulatedFleet
+
+    fleet = SimulatedFleet.from_dir(instances_dir)
+    results = []
+    for region in fleet.regions():
+        results += run_audit(fleet, region, fleet.list_instances(region, tag), account=account, now=now,
+                             sleep=lambda _s: None, poll=0.0, deadline=600)
+    return sorted(results, key=lambda r: r["instance_id"])
