@@ -26,3 +26,12 @@ def test_case(case, request):
         return
     want = [(k, v) for k, v in case.headers if k in dict(got)]
     assert want == got, f"{case.name}: generated headers differ (run make corpus-regen and review)"
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_a_fatal_message_head_is_never_none(case):
+    """Wherever a line carries one of the kernel's fatal message heads, the log is not 'none'."""
+    from crashdiag.classifier.logtext import FATAL_HEAD, decode
+
+    if FATAL_HEAD.search(decode(case.log)):
+        assert classify_bytes(case.log, source=case.name)["kind"] != "none", case.name

@@ -159,6 +159,11 @@ _REFINED_TITLES = {
     "null_deref": "BUG: unable to handle kernel NULL pointer dereference in {frame}",
     "paging_request": "BUG: unable to handle kernel paging request in {frame}",
     "list_corruption": "{op} corruption in {frame}",
+    "gpf": "general protection fault in {frame}",
+    "divide_error": "divide error in {frame}",
+    "double_fault": "double fault in {frame}",
+    "invalid_opcode": "invalid opcode in {frame}",
+    "kernel_bug": "kernel BUG in {frame}",
 }
 
 
@@ -310,6 +315,10 @@ def _confidence(r: Report, rule: Rule | None) -> tuple[str, list[str]]:
     if r.kind == "other":
         score -= 1
         reasons.append("the report is of no specific kind")
+    if r.main_event().fmt.note == "crash-bt":
+        score -= 1
+        reasons.append("only the crash utility's backtrace is in the input, not the kernel log: the kind comes "
+                       "from the exception frame the task died in")
     shape = r.main_event().line.shape
     if shape is not None:
         read = sum(1 for ln in r.lines if ln.shape == shape)

@@ -243,6 +243,7 @@ def _match(text: str) -> tuple[F.Format, dict[str, str]] | None:
 
 # The event of a report that starts at its RIP line (the oops header line was lost).
 _HEADLESS = F.Format("other", F.START, re.compile(""), "Oops in {frame}", "headless")
+_CRASH_BT = F.Format("other", F.START, re.compile(""), "Oops in {frame}", "crash-bt")
 _HEADER_STARTS = ("Modules linked in", "CPU: ", "Pid: ", "Hardware name", "task: ", "Oops")
 
 
@@ -293,6 +294,14 @@ class ReportBuilder:
             return
         if _KERNEL_RIP.match(text):
             self._headless(line)
+            return
+        if text.startswith("PID: ") and _CRASH_TASK.match(text):
+            # The crash utility's "bt" with no report open: the dump itself says the kernel
+            # died; its exception frames say how (see _crash_kind).
+            r = self._new()
+            r.add_line(line)
+            r.events.append(Event(_CRASH_BT, {}, r.count, line))
+            r.last_event_index = r.count
             return
         self.recent.append(line)
 
@@ -519,8 +528,13 @@ def extract(r: Report) -> None:
 def _crash_backtrace(r: Report) -> None:
     """Frames, trapped RIP and task from the crash utility's "bt" when the report has no
     kernel call trace of its own (a "crash" session pasted without its "log")."""
+    tasks = 0
     for ln in r.lines:
         t = ln.text.strip()
+        if _CRASH_TASK.match(t):
+            tasks += 1
+            if tasks > 1 and r.trace:
+                break  # the next task's backtrace ("foreach bt"): not the one that died
         m = _CRASH_FRAME.match(t)
         if m:
             r.trace.append(Frame(F.clean_function(m.group("func")), None, m.group("module"), True, None, m.group("addr")))
@@ -656,6 +670,8 @@ def _decide_kind(r: Report) -> None:
     )
     if sysrq:
         kind = "sysrq_crash"
+    elif ev.fmt.note == "crash-bt":
+        kind = _crash_kind(r)
     elif kind in ("kernel_bug", "invalid_opcode", "warning", "other", "gpf") and _list_debug(r, ev):
         # lib/list_debug.c's checks fired without their "list_del corruption" line.
         kind = "list_corruption"
@@ -666,8 +682,28 @@ def _decide_kind(r: Report) -> None:
         if address is not None:
             kind = "null_deref" if int(address, 16) < 4096 else "paging_request"
     r.kind = kind
-    oops = any(e.fmt.title.startswith("Oops") for e in r.events)
+    oops = any(e.fmt.title.startswith("Oops") for e in r.events)  # a crash "bt" is one too: a dump was taken
     r.fatal = kind in F.FATAL_KINDS or r.panic is not None or oops or (kind == "list_corruption" and _has_bug(r))
+
+
+# Exception entry frames in a crash "bt": the trap the kernel died in.
+_CRASH_EXCEPTIONS = (
+    (re.compile(r"^(?:asm_)?exc_general_protection$|^general_protection$|^do_general_protection$"), "gpf"),
+    (re.compile(r"^(?:asm_)?exc_page_fault$|^page_fault$|^(?:__)?do_page_fault$|^async_page_fault$"), "paging_request"),
+    (re.compile(r"^(?:asm_)?exc_divide_error$|^divide_error$|^do_divide_error$"), "divide_error"),
+    (re.compile(r"^(?:asm_)?exc_double_fault$|^double_fault$|^do_double_fault$"), "double_fault"),
+    (re.compile(r"^(?:asm_)?exc_invalid_op$|^invalid_op$|^do_invalid_op$"), "invalid_opcode"),
+)
+
+
+def _crash_kind(r: Report) -> str:
+    names = [fr.function or "" for fr in r.trace]
+    for rx, kind in _CRASH_EXCEPTIONS:
+        if any(rx.match(n) for n in names):
+            if kind == "invalid_opcode" and any(n in ("report_bug", "handle_bug", "do_error_trap") for n in names):
+                return "kernel_bug"
+            return kind
+    return "other"
 
 
 _VIRTUAL_ADDRESS = re.compile(r"at virtual address ([0-9a-f]{8,16})\b")
