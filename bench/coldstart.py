@@ -28,7 +28,7 @@ def main(function: str) -> None:
     from crashdiag.settings import Settings
 
     env = {
-        "OSS_BUCKET": "bench-bucket", "OSS_ENDPOINT": "http://127.0.0.1:9",
+        "OSS_BUCKET": "bench-bucket", "OSS_ENDPOINT": "http://127.0.0.1:9", "CRASHDIAG_REGION": "cn-hangzhou",
         "ALIBABA_CLOUD_ACCESS_KEY_ID": "bench", "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "bench",
         "CRASHDIAG_FC_ENDPOINT": "http://127.0.0.1:9", "ECS_ENDPOINT": "http://127.0.0.1:9",
     }

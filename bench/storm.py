@@ -175,14 +175,13 @@ def run_storm(n_events: int = 500, n_instances: int = 300, workers: int = 8, sto
     cloud = build_cloud(instances)
     oss = None
     if store is None:
-        import oss2
-
+        from crashdiag.cloud.credentials import Credentials
         from crashdiag.cloud.oss_store import OssStore
         from standins.oss import OssStandIn
 
-        oss = OssStandIn().start()
+        oss = OssStandIn(keys={"storm": "storm"}, region="cn-hangzhou").start()
         oss.create_bucket("storm")
-        store = OssStore(oss2.Bucket(oss2.Auth("storm", "storm"), oss.endpoint, "storm"))
+        store = OssStore.connect(oss.endpoint, "storm", Credentials("storm", "storm"), region="cn-hangzhou")
     res = StormResult(events_in=len(events))
     import urllib.request
 

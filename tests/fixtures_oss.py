@@ -12,11 +12,14 @@ import uuid
 
 import pytest
 
+from crashdiag.cloud.credentials import Credentials
 from crashdiag.cloud.oss_store import OssStore
 from standins.oss import OssStandIn
 
 ACCESS_KEY_ID = "test-access-key-id"
 ACCESS_KEY_SECRET = "test-access-key-secret"
+CREDENTIALS = Credentials(ACCESS_KEY_ID, ACCESS_KEY_SECRET)
+REGION = "cn-hangzhou"  # the stand-in's buckets live here: the V4 scope must name it
 
 _server: OssStandIn | None = None
 
@@ -26,7 +29,7 @@ def _session_server(config: pytest.Config) -> OssStandIn:
     # only oss_standin/oss_store would not see a helper fixture they depend on.
     global _server
     if _server is None:
-        _server = OssStandIn().start()
+        _server = OssStandIn(keys={ACCESS_KEY_ID: ACCESS_KEY_SECRET}, region=REGION).start()
         config.add_cleanup(_stop_server)
     return _server
 
@@ -47,10 +50,7 @@ def oss_standin(request: pytest.FixtureRequest) -> OssStandIn:
 
 @pytest.fixture
 def oss_store(oss_standin: OssStandIn) -> OssStore:
-    """An OssStore on a fresh, empty bucket, through a real ``oss2.Bucket``."""
-    import oss2
-
+    """An OssStore on a fresh, empty bucket, through a real ``oss2.Bucket`` signing V4."""
     name = f"crashdiag-test-{uuid.uuid4().hex[:12]}"
     oss_standin.create_bucket(name)
-    bucket = oss2.Bucket(oss2.Auth(ACCESS_KEY_ID, ACCESS_KEY_SECRET), oss_standin.endpoint, name, connect_timeout=10)
-    return OssStore(bucket)
+    return OssStore.connect(oss_standin.endpoint, name, CREDENTIALS, region=REGION, timeout=10)

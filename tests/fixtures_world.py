@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from crashdiag.cloud.credentials import Credentials
 from crashdiag.cloud.ecs_sdk import SdkEcsApi
 from crashdiag.cloud.invoke import Fc2Invoker
 from crashdiag.cloud.simulate import SimulatedCloud
@@ -76,7 +77,7 @@ def world(instances: Path, oss_store, monkeypatch):  # noqa: F811
                 pipeline.diagnose(key)
 
         with FcStandIn(on_invoke=run_collect) as fc:
-            pipeline.invoker = Fc2Invoker(fc.endpoint, "ecs-crashdiag", "fc-test-key", "fc-test-secret")
+            pipeline.invoker = Fc2Invoker(fc.endpoint, "ecs-crashdiag", Credentials("fc-test-key", "fc-test-secret"))
 
             class World:
                 pass

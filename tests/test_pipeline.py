@@ -18,6 +18,7 @@ import shutil
 import pytest
 from fixtures_world import EVENTS, event, instances, report_of, world  # noqa: F401
 
+from crashdiag.cloud.credentials import Credentials
 from crashdiag.cloud.invoke import Fc2Invoker
 from fixtures_oss import oss_standin, oss_store  # noqa: F401
 
@@ -109,10 +110,15 @@ def test_released_instance_is_a_recorded_failure(world):
     assert "no longer exists" in failed["reason"]
 
 
-def test_log_larger_than_the_output_limit_arrives_whole_through_the_presigned_upload(world):
+def test_log_larger_than_the_output_limit_arrives_whole_through_the_presigned_upload(world, oss_standin):
     if not (shutil.which("curl") or shutil.which("wget")):
         pytest.skip("neither curl nor wget on this machine: the guest cannot upload")
     [prefix] = world.ingest(event("eventbridge-crash-big-messages.json")).accepted
+    # the guest's curl PUT went through the stand-in's V4 check (its presigned URL), as did
+    # every call of ours (headers); nothing was signed V1
+    guest_put = [i for i, r in enumerate(oss_standin.requests) if r.startswith("PUT ") and "guest-upload.log" in r]
+    assert guest_put and oss_standin.signed[guest_put[0]] == "V4-query"
+    assert set(oss_standin.signed) == {"V4-header", "V4-query"}
     collect = json.loads(world.store.get(f"{prefix}collect.json"))
     assert collect["log"]["uploaded"] == "yes" and collect["complete"] is True
     whole = (world.instances / "i-bp1bigmessages06" / "root" / "var" / "log" / "messages").read_bytes()
@@ -156,7 +162,7 @@ def test_fc_refusing_the_async_invocation_surfaces_an_error(world):
     from crashdiag.cloud.invoke import InvokeError
 
     world.pipeline.invoker.client  # noqa: B018 - build the fc2 client before breaking the endpoint
-    world.pipeline.invoker = Fc2Invoker("http://127.0.0.1:9", "ecs-crashdiag", "k", "s", timeout=1)
+    world.pipeline.invoker = Fc2Invoker("http://127.0.0.1:9", "ecs-crashdiag", Credentials("k", "s"), timeout=1)
     world.pipeline.invoker._client = None
     import fc2.client as fc2client
 

@@ -15,9 +15,19 @@ import urllib.request
 import oss2
 import pytest
 
+from crashdiag.cloud.credentials import Credentials
 from crashdiag.cloud.oss_store import PUT_URL_CONTENT_TYPE, OssStore
-from crashdiag.cloud.store import AlreadyExists, LocalStore, NotFound, StoreError, StoreUnavailable
-from fixtures_oss import oss_standin, oss_store  # noqa: F401
+from crashdiag.cloud.store import (
+    AlreadyExists,
+    LocalStore,
+    NotFound,
+    StoreError,
+    StoreRefused,
+    StoreUnavailable,
+)
+from fixtures_oss import CREDENTIALS, REGION, oss_standin, oss_store  # noqa: F401
+
+CREDENTIALS_PAIR = (CREDENTIALS.access_key_id, CREDENTIALS.access_key_secret)
 
 SENTINEL_SECRET = "SENTINEL-secret-3f9c1a77d2"
 SENTINEL_TOKEN = "SENTINEL-sts-token-81be0c4e"
@@ -204,12 +214,103 @@ def test_oss_listing_parses_with_oss2_v1_and_v2(oss_store):
     assert [o.key for o in dirs if o.is_prefix()] == ["l/"]
 
 
-def test_oss_expired_presigned_url_is_refused(oss_store):
-    oss_store.put("e/k", b"x")
-    url = oss_store.bucket.sign_url("GET", "e/k", -10)
+def _refusal(url: str, data: bytes | None = None, method: str = "GET", headers: dict | None = None) -> tuple[int, str, str]:
+    """(status, Code, EC) of a request the stand-in refuses."""
+    import xml.etree.ElementTree as ET
+
     with pytest.raises(urllib.error.HTTPError) as e:
-        _http(url)
-    assert e.value.code == 403
+        _http(url, data, method, headers)
+    body = ET.fromstring(e.value.read())
+    return e.value.code, body.findtext("Code"), body.findtext("EC") or ""
+
+
+def test_oss_every_request_and_url_is_signed_v4(oss_store, oss_standin):
+    oss_store.put("v/k", b"x", if_absent=True)
+    oss_store.get("v/k")
+    oss_store.exists("v/k")
+    oss_store.list("v/")
+    assert _http(oss_store.url("v/k", 60)) == b"x"
+    _http(oss_store.put_url("v/up", 60), b"y", "PUT", {"Content-Type": PUT_URL_CONTENT_TYPE})
+    assert oss_store.get("v/up") == b"y"
+    assert set(oss_standin.signed) == {"V4-header", "V4-query"} and "V1" not in oss_standin.signed
+    for url in (oss_store.url("v/k", 60), oss_store.put_url("v/up", 60)):
+        assert "x-oss-signature-version=OSS4-HMAC-SHA256" in url and "OSSAccessKeyId" not in url
+
+
+def test_oss_v1_signatures_are_refused_like_a_new_bucket(oss_store, oss_standin):
+    """V1 (header or presigned URL) gets 403 with OSS's error body, whatever the key."""
+    v1 = oss2.Bucket(oss2.Auth(*CREDENTIALS_PAIR), oss_standin.endpoint, oss_store.bucket.bucket_name)
+    with pytest.raises(oss2.exceptions.AccessDenied) as e:
+        v1.put_object("v1/k", b"x")
+    assert (e.value.status, e.value.code, e.value.ec) == (403, "AccessDenied", "0002-00000080")
+    with pytest.raises(oss2.exceptions.AccessDenied):
+        v1.head_object("v1/k")  # HEAD: the error comes in x-oss-err
+    oss_store.put("v1/k", b"x")
+    assert _refusal(v1.sign_url("GET", "v1/k", 60)) == (403, "AccessDenied", "0002-00000080")
+    assert oss_standin.signed.count("V1") == 3
+    # and through our store: a readable refusal, not a traceback of oss2's
+    store = OssStore(v1)
+    with pytest.raises(StoreRefused) as refused:
+        store.get("v1/k")
+    assert str(refused.value).startswith("OSS refused the request: AccessDenied")
+    assert "EC 0002-00000080" in str(refused.value)
+
+
+def test_oss_v4_signature_is_verified(oss_store, oss_standin):
+    oss_store.put("s/k", b"x")
+    wrong = OssStore.connect(oss_standin.endpoint, oss_store.bucket.bucket_name, Credentials(CREDENTIALS.access_key_id, "nope"),
+                             region=REGION)
+    with pytest.raises(StoreRefused) as e:
+        wrong.get("s/k")
+    assert e.value.code == "SignatureDoesNotMatch" and e.value.status == 403
+    other_region = OssStore.connect(oss_standin.endpoint, oss_store.bucket.bucket_name, CREDENTIALS, region="cn-beijing")
+    with pytest.raises(StoreRefused, match="SignatureDoesNotMatch"):
+        other_region.exists("s/k")
+    unknown = OssStore.connect(oss_standin.endpoint, oss_store.bucket.bucket_name, Credentials("LTAI-unknown", "x"), region=REGION)
+    with pytest.raises(StoreRefused, match="InvalidAccessKeyId"):
+        unknown.put("s/k2", b"y")
+    # a presigned URL whose signature, key or signed header was changed
+    url = oss_store.url("s/k", 60)
+    assert _refusal(url[:-4] + "0000")[:2] == (403, "SignatureDoesNotMatch")
+    assert _refusal(url.replace("/s/k?", "/s/K?"))[:2] == (403, "SignatureDoesNotMatch")
+    put = oss_store.put_url("s/up", 60)
+    assert _refusal(put, b"z", "PUT", {"Content-Type": "text/plain"})[:2] == (403, "SignatureDoesNotMatch")
+    assert _refusal(oss_standin.endpoint + f"/{oss_store.bucket.bucket_name}/s/k")[:2] == (403, "AccessDenied")  # anonymous
+    assert not oss_store.exists("s/up") and not oss_store.exists("s/k2")
+
+
+def test_oss_expired_presigned_url_is_refused(oss_store, oss_standin):
+    oss_store.put("e/k", b"x")
+    url = oss_store.url("e/k", 60)
+    assert _http(url) == b"x"
+    oss_standin.advance_clock(61)
+    assert _refusal(url) == (403, "AccessDenied", "0002-00000236")
+    oss_standin.advance_clock(-16 * 60)  # used long before it was signed
+    assert _refusal(url) == (403, "AccessDenied", "0002-00000235")
+
+
+def test_oss_presigned_urls_live_at_most_seven_days(oss_store, oss_standin):
+    oss_store.put("w/k", b"x")
+    assert _http(oss_store.url("w/k", 604800)) == b"x"
+    with pytest.raises(ValueError, match="7 days"):
+        oss_store.url("w/k", 604801)
+    with pytest.raises(ValueError, match="7 days"):
+        oss_store.put_url("w/k", 8 * 24 * 3600)
+    # the stand-in refuses a longer one, as OSS does (0002-00000232)
+    too_long = oss_store.bucket.sign_url("GET", "w/k", 604801)
+    assert _refusal(too_long) == (403, "AccessDenied", "0002-00000232")
+
+
+def test_oss_sts_token_is_sent_and_checked(oss_store, oss_standin):
+    oss_standin.add_key("STS.key", "sts-secret", "sts-token-1")
+    name = oss_store.bucket.bucket_name
+    good = OssStore.connect(oss_standin.endpoint, name, Credentials("STS.key", "sts-secret", "sts-token-1"), region=REGION)
+    good.put("t/k", b"x")
+    assert _http(good.url("t/k", 60)) == b"x"
+    for token in ("", "sts-token-2"):
+        bad = OssStore.connect(oss_standin.endpoint, name, Credentials("STS.key", "sts-secret", token), region=REGION)
+        with pytest.raises(StoreRefused, match="InvalidAccessKeyId"):
+            bad.get("t/k")
 
 
 def test_oss_injected_5xx_is_store_unavailable(oss_store, oss_standin):
@@ -235,22 +336,23 @@ def test_oss_list_retries_a_page_then_gives_up(oss_store, oss_standin):
 
 
 def test_oss_timeout_and_refused_connection_are_unavailable(oss_store, oss_standin):
-    slow = OssStore(oss2.Bucket(oss_store.bucket.auth, oss_standin.endpoint, oss_store.bucket.bucket_name, connect_timeout=0.3))
+    slow = OssStore(oss2.Bucket(oss_store.bucket.auth, oss_standin.endpoint, oss_store.bucket.bucket_name, connect_timeout=0.3,
+                                region=REGION))
     oss_standin.delay_next(1, 1.5)
     with pytest.raises(StoreUnavailable):
         slow.get("nothing")
-    closed = OssStore.connect("http://127.0.0.1:9", "some-bucket", "id", "secret", timeout=2)
+    closed = OssStore.connect("http://127.0.0.1:9", "some-bucket", CREDENTIALS, region=REGION, timeout=2)
     with pytest.raises(StoreUnavailable):
         closed.exists("k")
 
 
 def test_oss_connect_refuses_a_bad_bucket_name():
     with pytest.raises(ValueError):
-        OssStore.connect("http://127.0.0.1:9", "b", "id", "secret")
+        OssStore.connect("http://127.0.0.1:9", "b", CREDENTIALS, region=REGION)
 
 
 def test_oss_missing_bucket_is_an_error_not_not_found(oss_standin):
-    store = OssStore.connect(oss_standin.endpoint, "no-such-bucket", "id", "secret", timeout=5)
+    store = OssStore.connect(oss_standin.endpoint, "no-such-bucket", CREDENTIALS, region=REGION, timeout=5)
     with pytest.raises(StoreError) as e:
         store.get("k")
     assert not isinstance(e.value, NotFound)
@@ -260,7 +362,9 @@ def test_oss_missing_bucket_is_an_error_not_not_found(oss_standin):
 @pytest.mark.parametrize("token", [None, SENTINEL_TOKEN])
 def test_oss_errors_never_carry_credentials(oss_standin, token):
     oss_standin.create_bucket("secret-test")
-    store = OssStore.connect(oss_standin.endpoint, "secret-test", "visible-key-id", SENTINEL_SECRET, token, timeout=0.3)
+    oss_standin.add_key("visible-key-id", SENTINEL_SECRET, token)
+    creds = Credentials("visible-key-id", SENTINEL_SECRET, token or "")
+    store = OssStore.connect(oss_standin.endpoint, "secret-test", creds, region=REGION, timeout=0.3)
     store.put("s/k", b"x")
     raised: list[BaseException] = []
 
@@ -275,8 +379,10 @@ def test_oss_errors_never_carry_credentials(oss_standin, token):
     expect(StoreUnavailable, lambda: store.get("s/k"))
     oss_standin.delay_next(1, 1.0)
     expect(StoreUnavailable, lambda: store.get("s/k"))
-    expect(StoreError, lambda: OssStore.connect(oss_standin.endpoint, "gone", "visible-key-id", SENTINEL_SECRET, token).get("k"))
-    expect(StoreUnavailable, lambda: OssStore.connect("http://127.0.0.1:9", "bkt", "visible-key-id", SENTINEL_SECRET, token).get("k"))
+    expect(StoreError, lambda: OssStore.connect(oss_standin.endpoint, "gone", creds, region=REGION).get("k"))
+    expect(StoreUnavailable, lambda: OssStore.connect("http://127.0.0.1:9", "bkt", creds, region=REGION).get("k"))
+    wrong = Credentials("visible-key-id", "not-the-" + SENTINEL_SECRET, token or "")
+    expect(StoreError, lambda: OssStore.connect(oss_standin.endpoint, "secret-test", wrong, region=REGION).get("s/k"))
     for exc in raised:
         text = f"{exc} {exc!r} {exc.args}"
         assert SENTINEL_SECRET not in text
@@ -293,15 +399,18 @@ def test_report_links_use_the_link_endpoint_and_key(oss_standin):  # noqa: F811
     from crashdiag.cloud.oss_store import OssStore
 
     oss_standin.create_bucket("linkbucket")
+    oss_standin.add_key("sts-key-id", "sts-secret", "sts-token-abc")
+    oss_standin.add_key("link-key-id", "link-key-secret")
     internal = oss_standin.endpoint
     public = internal.replace("127.0.0.1", "localhost")
-    store = OssStore.connect(internal, "linkbucket", "sts-key-id", "sts-secret", "sts-token-abc",
+    store = OssStore.connect(internal, "linkbucket", Credentials("sts-key-id", "sts-secret", "sts-token-abc"), region=REGION,
                              link_endpoint=public, link_key=("link-key-id", "link-key-secret"))
     store.put("incidents/cn-hangzhou/i-a/e-1/report.html", b"<p>report</p>")
     link = store.url("incidents/cn-hangzhou/i-a/e-1/report.html", 3600)
     query = urllib.parse.parse_qs(urllib.parse.urlsplit(link).query)
-    assert link.startswith(public + "/") and query["OSSAccessKeyId"] == ["link-key-id"]
-    assert "security-token" not in query  # a long-lived key: the link outlives the STS token
+    assert link.startswith(public + "/") and query["x-oss-credential"][0].startswith("link-key-id/")
+    assert query["x-oss-signature-version"] == ["OSS4-HMAC-SHA256"]
+    assert "x-oss-security-token" not in query  # a long-lived key: the link outlives the STS token
     with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(link, timeout=10) as resp:
         assert resp.read() == b"<p>report</p>"
     guest = store.put_url("incidents/cn-hangzhou/i-a/e-1/guest-upload.log", 900)

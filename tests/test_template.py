@@ -293,7 +293,7 @@ OSS_CALLS = {
     "ObjectIteratorV2": {"oss:ListObjects"},
     "sign_url": set(),  # the request made with the URL is authorised by its method, below
 }
-OSS_CONSTRUCTORS = {"Bucket", "Auth", "AuthV2", "AuthV4", "StsAuth", "AnonymousAuth"}
+OSS_CONSTRUCTORS = {"Bucket", "Auth", "AuthV2", "AuthV4", "ProviderAuthV4", "StsAuth", "AnonymousAuth"}
 
 
 def oss_actions_in_code() -> set[str]:

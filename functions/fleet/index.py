@@ -12,7 +12,7 @@ import datetime as dt
 import json
 import logging
 
-from crashdiag.pipeline.runtime import build_store
+from crashdiag.pipeline.runtime import run_stage, store_for
 from crashdiag.reports.fleet import rebuild_fleet
 from crashdiag.settings import Settings
 
@@ -21,15 +21,19 @@ logging.getLogger().setLevel(logging.INFO)
 
 def handler(event, context):
     settings = Settings.from_env()
-    store = build_store(settings)
-    summary = rebuild_fleet(store, settings.lang, link=lambda key: store.url(key, settings.report_link_ttl))
-    logging.info("fleet index: %s", summary)
-    if _wants_digest(event):
-        from crashdiag.notify.digest import send_daily_digest
+    store = store_for(settings, credentials=getattr(context, "credentials", None))
 
-        yesterday = dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=1)
-        summary["digest"] = send_daily_digest(store, settings, yesterday)
-    return json.dumps(summary)
+    def run():
+        summary = rebuild_fleet(store, settings.lang, link=lambda key: store.url(key, settings.report_link_ttl))
+        logging.info("fleet index: %s", summary)
+        if _wants_digest(event):
+            from crashdiag.notify.digest import send_daily_digest
+
+            yesterday = dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=1)
+            summary["digest"] = send_daily_digest(store, settings, yesterday)
+        return summary
+
+    return json.dumps(run_stage("fleet", run))
 
 
 def _wants_digest(event) -> bool:

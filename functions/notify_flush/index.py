@@ -6,12 +6,17 @@ from __future__ import annotations
 import json
 import logging
 
-from crashdiag.pipeline.runtime import pipeline_for
+from crashdiag.pipeline.runtime import pipeline_for, run_stage
 
 logging.getLogger().setLevel(logging.INFO)
 
 
 def handler(event, context):
-    summaries = pipeline_for("notify").flush_notifications()
-    return json.dumps([{"incident": s["incident"], "told": s["told"],
-                        "channels": {name: c["status"] for name, c in s["channels"].items()}} for s in summaries])
+    pipeline = pipeline_for("notify", credentials=getattr(context, "credentials", None))
+
+    def run():
+        return [{"incident": s["incident"], "told": s["told"],
+                 "channels": {name: c["status"] for name, c in s["channels"].items()}}
+                for s in pipeline.flush_notifications()]
+
+    return json.dumps(run_stage("notify_flush", run))

@@ -66,6 +66,10 @@ ENV: dict[str, tuple[str, type]] = {
 SECRET_FIELDS = frozenset({"access_key_secret", "security_token", "dingtalk_webhook", "dingtalk_secret", "smtp_password",
                            "report_link_access_key_secret"})
 SMTP_SECURITY = ("ssl", "starttls", "none")
+# A presigned URL signed with OSS Signature V4 lives at most 7 days (x-oss-expires 1..604800:
+# https://help.aliyun.com/en/oss/user-guide/0002-00000232).
+MAX_PRESIGN_TTL = 7 * 24 * 3600
+_CREDENTIAL_VARS = ("ALIBABA_CLOUD_ACCESS_KEY_ID", "ALIBABA_CLOUD_ACCESS_KEY_SECRET", "ALIBABA_CLOUD_SECURITY_TOKEN")
 
 
 @dataclass(frozen=True)
@@ -157,7 +161,19 @@ class Settings:
             raise ValueError(f"CRASHDIAG_LANG must be one of {', '.join(LANGS)}, not {s.lang!r}")
         if s.smtp_security not in SMTP_SECURITY:
             raise ValueError(f"SMTP_SECURITY must be one of {', '.join(SMTP_SECURITY)}, not {s.smtp_security!r}")
+        for var, value in (("REPORT_LINK_TTL", s.report_link_ttl), ("UPLOAD_URL_TTL", s.upload_url_ttl)):
+            if not 0 < value <= MAX_PRESIGN_TTL:
+                raise ValueError(f"{var} must be 1..{MAX_PRESIGN_TTL} seconds (a V4-signed OSS URL lives at most "
+                                 f"7 days), not {value}")
         return s
+
+    @staticmethod
+    def current_credentials(env: Mapping[str, str] | None = None) -> tuple[str, str, str]:
+        """(key id, secret, token) as the environment holds them now: read per invocation,
+        since Function Compute may hand a long-lived instance newer STS credentials."""
+        env = os.environ if env is None else env
+        key_id, secret, token = (env.get(v, "") for v in _CREDENTIAL_VARS)
+        return key_id, secret, token
 
     @property
     def has_credentials(self) -> bool:

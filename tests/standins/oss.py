@@ -1,12 +1,17 @@
 """A local OSS for tests: moto's S3 server behind a thin OSS-dialect shim, over real HTTP.
 
-moto's S3 app already answers most of what ``oss2`` sends (V1 ``OSS ak:sig`` auth is not
-checked; ``oss2`` uses path-style URLs for 127.0.0.1). ``OssDialect`` fixes the places
-where the two disagree, each commented where it happens, and adds fault injection:
+The shim authenticates every request the way a bucket created today does
+(``standins/oss_auth.py``, written from OSS's documentation): V1 signatures are refused
+with 403, V4 signatures (Authorization header or presigned URL) are recomputed with the
+secret of the key they name and refused with 403 SignatureDoesNotMatch when they differ;
+an expired V4 URL gets 403 "Request has expired.". moto checks no signature itself.
+Then moto's S3 app answers (``oss2`` uses path-style URLs for 127.0.0.1), and
+``OssDialect`` fixes the places where OSS and S3 disagree, each commented where it
+happens, and adds fault injection:
 
-    with OssStandIn() as oss:
+    with OssStandIn(keys={"id": "secret"}) as oss:
         oss.create_bucket("b")
-        bucket = oss2.Bucket(oss2.Auth("id", "secret"), oss.endpoint, "b")
+        bucket = oss2.Bucket(oss2.AuthV4("id", "secret"), oss.endpoint, "b", region=oss.region)
         oss.fail_next(1, status=503)   # the next request answers 503 ServiceUnavailable
 
 moto's state is process-global: ``reset()`` wipes every bucket (``POST /moto-api/reset``).
@@ -27,6 +32,8 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 from werkzeug.serving import WSGIRequestHandler, make_server
+
+from .oss_auth import Verifier
 
 _ERROR_CODES = {
     400: "InvalidArgument",
@@ -51,9 +58,11 @@ def _local(tag: str) -> str:
 class OssDialect:
     """WSGI middleware: OSS on the outside, moto's S3 app on the inside."""
 
-    def __init__(self, s3_app: Any, moto_api_app: Any) -> None:
+    def __init__(self, s3_app: Any, moto_api_app: Any, verifier: Verifier) -> None:
         self.s3 = s3_app
         self.moto_api = moto_api_app
+        self.verifier = verifier
+        self.signed: list[str] = []  # per request: 'V4-header', 'V4-query', 'V1' or 'anonymous'
         self._faults: deque[tuple[str, float]] = deque()  # ("fail", status) or ("delay", seconds)
         self._faults_lock = threading.Lock()
         self._forbid_lock = threading.Lock()
@@ -69,6 +78,7 @@ class OssDialect:
         with self._faults_lock:
             self._faults.clear()
             self.requests.clear()
+            self.signed.clear()
 
     def _next_fault(self) -> tuple[str, float] | None:
         with self._faults_lock:
@@ -92,13 +102,22 @@ class OssDialect:
         if fault and fault[0] == "delay":
             time.sleep(fault[1])
 
+        # Authentication first, as OSS does (standins/oss_auth.py cites each rule).
+        form, refusal = self.verifier.check(environ)
+        with self._faults_lock:
+            self.signed.append(form)
+        if refusal is not None:
+            _drain(environ)
+            return self._error(start_response, refusal.status, refusal.code, refusal.message, environ, ec=refusal.ec)
+        if form == "V4-query":
+            # Verified: moto takes a request without an Authorization header for an
+            # anonymous one (and refuses it on a private bucket), so the URL's signature
+            # moves into a header moto does not check, and its parameters leave the query.
+            query = "&".join(p for p in query.split("&") if not p.startswith("x-oss-"))
+            environ["QUERY_STRING"] = query
+            environ["HTTP_AUTHORIZATION"] = "OSS4-HMAC-SHA256 verified-by-the-shim"
+
         params = dict(p.partition("=")[::2] for p in query.split("&") if p)
-        # Presigned URLs (query-string auth): moto checks no signature, but OSS refuses an
-        # expired one, and callers should see that here too.
-        if "OSSAccessKeyId" in params and params.get("Expires", "").isdigit():
-            if int(params["Expires"]) < time.time():
-                _drain(environ)
-                return self._error(start_response, 403, "AccessDenied", "Request has expired.", environ)
 
         # oss2's list_objects_v2 always sends `continuation-token=` (empty) on the first
         # page; S3 (and moto) reject an empty token with 400 InvalidArgument.
@@ -182,11 +201,14 @@ class OssDialect:
         message: str | None = None,
         environ: dict[str, Any] | None = None,
         moto_headers: list[tuple[str, str]] | None = None,
+        ec: str = "",
     ) -> list[bytes]:
         """An error the way OSS sends it, so oss2.exceptions.make_exception picks the right class.
 
-        OSS's <Error> holds Code, Message, RequestId, HostId (moto's adds S3-only fields
-        and an S3-style RequestID on some paths). A HEAD response has no body, so OSS puts
+        OSS's <Error> holds Code, Message, RequestId, HostId and, on newer errors, EC (the
+        number of the error's documentation page, e.g. 0002-00000080; oss2/exceptions.py
+        reads it as ``OssError.ec``); moto's adds S3-only fields and an S3-style RequestID
+        on some paths. A HEAD response has no body, so OSS puts
         the same XML base64-encoded in the x-oss-err header, which oss2 also reads.
         """
         request_id = next((v for n, v in moto_headers or [] if n.lower() == "x-amzn-requestid"), None)
@@ -198,7 +220,9 @@ class OssDialect:
             '<?xml version="1.0" encoding="UTF-8"?>\n<Error>'
             + (f"<Code>{escape(code)}</Code>" if code else "")
             + f"<Message>{escape(message or code or 'Not Found')}</Message>"
-            f"<RequestId>{request_id}</RequestId><HostId>{escape(host)}</HostId></Error>"
+            f"<RequestId>{request_id}</RequestId><HostId>{escape(host)}</HostId>"
+            + (f"<EC>{escape(ec)}</EC>" if ec else "")
+            + "</Error>"
         ).encode()
         headers = [("Content-Type", "application/xml"), ("x-oss-request-id", request_id)]
         if head:
@@ -270,13 +294,21 @@ class _QuietHandler(WSGIRequestHandler):
 class OssStandIn:
     """The shim plus moto, served on 127.0.0.1:<free port> from a background thread."""
 
-    def __init__(self) -> None:
+    def __init__(self, keys: dict[str, str] | None = None, tokens: dict[str, str] | None = None,
+                 region: str = "cn-hangzhou") -> None:
+        """``keys``: access key id -> secret the stand-in accepts; ``tokens``: key id -> the
+        STS token that key must come with; ``region``: the buckets' region (V4 scope)."""
         from moto.moto_server.werkzeug_app import create_backend_app
 
+        self.region = region
+        self._initial = (dict(keys or {}), dict(tokens or {}))
+        self.keys: dict[str, str] = dict(keys or {})
+        self.tokens: dict[str, str] = dict(tokens or {})
+        self.verifier = Verifier(region, self.keys, self.tokens)
         # The two moto apps are called directly (no DomainDispatcherApplication): every
         # request here is S3 except /moto-api, and guessing the service from an OSS
         # Authorization header (or none, for presigned URLs) is moto's business we skip.
-        self.app = OssDialect(create_backend_app("s3"), create_backend_app("moto_api"))
+        self.app = OssDialect(create_backend_app("s3"), create_backend_app("moto_api"), self.verifier)
         self._server = make_server("127.0.0.1", 0, self.app, threaded=True, request_handler=_QuietHandler)
         self.endpoint = f"http://127.0.0.1:{self._server.server_port}"
         self._thread: threading.Thread | None = None
@@ -303,15 +335,44 @@ class OssStandIn:
     # -- state ----------------------------------------------------------------------------
 
     def reset(self) -> None:
-        """Forget every bucket and object (moto's state is process-global), faults and the request log."""
+        """Forget every bucket and object (moto's state is process-global), faults, the
+        request log and the keys added since the stand-in started."""
         self.app.clear()
+        self.keys.clear()
+        self.keys.update(self._initial[0])
+        self.tokens.clear()
+        self.tokens.update(self._initial[1])
+        self.verifier.clock = time.time
         _direct.open(urllib.request.Request(self.endpoint + "/moto-api/reset", data=b"", method="POST"), timeout=10).read()
 
     def create_bucket(self, name: str) -> None:
-        # A bare PUT /<bucket>: oss2's create_bucket sends an OSS CreateBucketConfiguration
-        # body moto does not need. The Authorization value is never checked.
-        req = urllib.request.Request(f"{self.endpoint}/{name}", data=b"", method="PUT", headers={"Authorization": "OSS stand-in:x"})
-        _direct.open(req, timeout=10).read()
+        # A bare PUT /<bucket> straight to moto, past the shim's authentication (the
+        # stand-in's own set-up, like a bucket made in the console).
+        from werkzeug.test import Client
+
+        resp = Client(self.app.s3).put(f"/{name}", base_url=self.endpoint)
+        assert resp.status_code == 200, resp.status_code
+
+    def add_key(self, key_id: str, secret: str, token: str | None = None) -> None:
+        """Accept ``key_id``/``secret`` from now on (with ``token``: only with that STS token)."""
+        self.keys[key_id] = secret
+        if token is not None:
+            self.tokens[key_id] = token
+
+    def revoke_key(self, key_id: str) -> None:
+        """Forget a key, as STS credentials that expired: requests with it get 403."""
+        self.keys.pop(key_id, None)
+        self.tokens.pop(key_id, None)
+
+    def advance_clock(self, seconds: float) -> None:
+        """Judge presigned URLs' lifetimes as if ``seconds`` had passed (until the next reset)."""
+        offset = seconds
+        self.verifier.clock = lambda: time.time() + offset
+
+    @property
+    def signed(self) -> list[str]:
+        """How each request since the last reset was signed: 'V4-header', 'V4-query', 'V1', 'anonymous'."""
+        return list(self.app.signed)
 
     @property
     def requests(self) -> list[str]:

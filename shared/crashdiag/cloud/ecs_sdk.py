@@ -31,6 +31,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from .credentials import CredentialSource
 from .ecs import OUTPUT_LIMIT, CloudError, InvocationResult
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,7 @@ class SdkEcsApi:
         client_factory: Callable[[str], Any] | None = None,
         console_remove_symbols: bool = False,
         user_agent: str = "ecs-crashdiag",
+        credentials: CredentialSource | None = None,
     ) -> None:
         if attempts < 1:
             raise ValueError("attempts must be at least 1")
@@ -96,6 +98,9 @@ class SdkEcsApi:
         self._access_key_id = access_key_id
         self._access_key_secret = access_key_secret
         self._security_token = security_token
+        # Read on every signed request (the SDK asks its ``credential`` each time), so a
+        # long-lived client follows the STS credentials each invocation hands over.
+        self._credentials = credentials
         self.endpoint = endpoint
         self.protocol = protocol
         self.connect_timeout = connect_timeout
@@ -110,8 +115,9 @@ class SdkEcsApi:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_settings(cls, settings: Any) -> SdkEcsApi:
-        """The client the collect function uses, configured from ``Settings``."""
+    def from_settings(cls, settings: Any, credentials: CredentialSource | None = None) -> SdkEcsApi:
+        """The client the collect function uses, configured from ``Settings`` (and
+        ``credentials``, when given, instead of the settings' keys)."""
         endpoint, protocol = settings.ecs_endpoint or None, "https"
         if endpoint and endpoint.startswith(("http://", "https://")):
             # An explicit scheme: "http://127.0.0.1:8080" for a local stand-in.
@@ -122,6 +128,7 @@ class SdkEcsApi:
             security_token=settings.security_token or None,
             endpoint=endpoint,
             protocol=protocol,
+            credentials=credentials,
         )
 
     def __repr__(self) -> str:  # no credentials, ever
@@ -153,7 +160,9 @@ class SdkEcsApi:
         )
         # Credentials come from Settings (the one place that reads the environment).
         key_id, secret, token = self._access_key_id, self._access_key_secret, self._security_token
-        if key_id and secret:
+        if self._credentials is not None:
+            config.credential = _SourceCredential(self._credentials)
+        elif key_id and secret:
             config.access_key_id = key_id
             config.access_key_secret = secret
             config.security_token = token or None
@@ -217,7 +226,8 @@ class SdkEcsApi:
     # -- error mapping -------------------------------------------------------------------
 
     def _scrub(self, text: str) -> str:
-        for secret in (self._access_key_secret, self._security_token):
+        current = self._credentials.secrets() if self._credentials is not None else []
+        for secret in (self._access_key_secret, self._security_token, *current):
             if secret and len(secret) >= 4:
                 text = text.replace(secret, "***")
         return text
@@ -437,3 +447,21 @@ def _invocation_result(item: Any) -> InvocationResult:
         output=output[:OUTPUT_LIMIT] if len(output) > OUTPUT_LIMIT else output,
         dropped=int(item.dropped or 0),
     )
+
+
+class _SourceCredential:
+    """The SDK's ``Config.credential``: asked for ``get_credential()`` before every signed
+    request (alibabacloud_tea_openapi/client.py), answered from a ``CredentialSource``."""
+
+    def __init__(self, source: CredentialSource) -> None:
+        self._source = source
+
+    def get_credential(self) -> Any:
+        from alibabacloud_credentials.models import CredentialModel
+
+        c = self._source.get()
+        return CredentialModel(access_key_id=c.access_key_id, access_key_secret=c.access_key_secret,
+                               security_token=c.security_token or None, type="sts" if c.security_token else "access_key")
+
+    def get_type(self) -> str:
+        return "sts" if self._source.get().security_token else "access_key"

@@ -9,28 +9,39 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from .credentials import Credentials, CredentialSource, as_source
+
 
 class InvokeError(Exception):
     """The async invocation could not be queued (the ingest stage reports it and fails)."""
 
 
 class Fc2Invoker:
-    def __init__(self, endpoint: str, service: str, access_key_id: str, access_key_secret: str,
-                 security_token: str = "", timeout: int = 10, client: object | None = None) -> None:
+    """``credentials`` is read before each invocation: fc2's client holds fixed keys, so
+    it is rebuilt (cheaply: no new import) when the instance has been handed newer ones."""
+
+    def __init__(self, endpoint: str, service: str, credentials: CredentialSource | Credentials,
+                 timeout: int = 10, client: object | None = None) -> None:
         self.endpoint = endpoint
         self.service = service
-        self._auth = (access_key_id, access_key_secret, security_token)
+        self._credentials = as_source(credentials)
         self.timeout = timeout
         self._client = client
+        self._injected = client is not None
+        self._client_creds: Credentials | None = None
 
     @property
     def client(self):
-        if self._client is None:
+        if self._injected:
+            return self._client
+        creds = self._credentials.get()
+        if self._client is None or creds != self._client_creds:
             import fc2
 
-            ak, sk, token = self._auth
-            self._client = fc2.Client(endpoint=self.endpoint, accessKeyID=ak, accessKeySecret=sk,
-                                      securityToken=token, Timeout=self.timeout)
+            self._client = fc2.Client(endpoint=self.endpoint, accessKeyID=creds.access_key_id,
+                                      accessKeySecret=creds.access_key_secret, securityToken=creds.security_token,
+                                      Timeout=self.timeout)
+            self._client_creds = creds
         return self._client
 
     def invoke_async(self, function: str, payload: bytes) -> None:

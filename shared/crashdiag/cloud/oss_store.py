@@ -3,12 +3,23 @@
 ``oss2`` is imported when a store is built, not when this module is imported: the
 classifier and the local replay never pay its ~0.2 s / 47 MB.
 
+Every request and every presigned URL is signed with OSS Signature V4
+(OSS4-HMAC-SHA256, oss2 >= 2.18.4 ``ProviderAuthV4`` with the bucket's region): OSS no
+longer accepts V1 for buckets created from 2025-09-01 or accounts created from
+2025-03-01 ("Guidelines for upgrading V1 signatures to V4 signatures",
+https://www.alibabacloud.com/help/en/oss/developer-reference/guidelines-for-upgrading-v1-signatures-to-v4-signatures),
+and template.yml creates a new bucket. A V4 presigned URL lives at most 7 days
+(``x-oss-expires`` 1..604800, error 0002-00000232). The credentials are read from a
+``CredentialSource`` on every request, so a refreshed STS token is used as soon as the
+next invocation hands it over (crashdiag.cloud.credentials).
+
 Error mapping (every call):
 
 - 409 ``FileAlreadyExists`` (a ``put(..., if_absent=True)`` found the key) -> ``AlreadyExists``
 - 404 ``NoSuchKey`` (or a bodyless 404 on HEAD)                          -> ``NotFound``
 - 5xx, 429, timeouts, refused or reset connections, a torn download    -> ``StoreUnavailable``
-- anything else (403, NoSuchBucket, 400 ...)                           -> ``StoreError``
+- any other 4xx (403 AccessDenied, SignatureDoesNotMatch, NoSuchBucket ...) -> ``StoreRefused``,
+  whose message starts "OSS refused the request: <Code>" and says what to check
 
 Messages carry the operation, the key, the HTTP status, the OSS error code and the
 request id: never the exception text of ``oss2``/``requests`` (which may hold a URL)
@@ -20,16 +31,36 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .store import AlreadyExists, NotFound, StoreError, StoreUnavailable, check_key
+from .credentials import Credentials, CredentialSource, as_source
+from .store import AlreadyExists, NotFound, StoreError, StoreRefused, StoreUnavailable, check_key
 
 if TYPE_CHECKING:
     import oss2
 
-# A presigned PUT URL signs its Content-Type (OSS V1 puts it in the string to sign): the
-# uploader must send exactly this header, e.g. ``curl -H 'Content-Type: application/octet-stream' -T file URL``.
+# A presigned PUT URL signs its Content-Type (V4 signs content-type, content-md5 and every
+# x-oss-* header by default; oss2/auth.py DEFAULT_SIGNED_HEADERS): the uploader must send
+# exactly this header, e.g. ``curl -H 'Content-Type: application/octet-stream' -T file URL``.
 PUT_URL_CONTENT_TYPE = "application/octet-stream"
 
 _FORBID_OVERWRITE = "x-oss-forbid-overwrite"
+
+# The longest a V4 presigned URL may live: x-oss-expires is 1..604800 seconds (OSS error
+# 0002-00000232, https://help.aliyun.com/en/oss/user-guide/0002-00000232).
+MAX_URL_TTL = 7 * 24 * 3600
+
+# What to check when OSS refuses a request (4xx), by error code: the message a person
+# reads in the log, the handler's result or the incident's failure record.
+_REFUSAL_HINTS = {
+    "AccessDenied": "check that the function's RAM role allows this action on the bucket and that "
+                    "requests are signed V4 for the bucket's region (CRASHDIAG_REGION)",
+    "SignatureDoesNotMatch": "the V4 signature did not match: check the AccessKey secret and that "
+                             "CRASHDIAG_REGION is the bucket's region",
+    "InvalidAccessKeyId": "the AccessKey id is unknown or its STS token expired: the function's "
+                          "credentials must be current (they are read on every invocation)",
+    "SecurityTokenExpired": "the STS token expired: the function's credentials must be current",
+    "NoSuchBucket": "the bucket does not exist: check OSS_BUCKET and OSS_ENDPOINT",
+}
+_DEFAULT_HINT = "check the bucket name, endpoint, region and the function's RAM role"
 
 
 def _check_prefix(prefix: str) -> str:
@@ -58,35 +89,34 @@ class OssStore:
         cls,
         endpoint: str,
         bucket_name: str,
-        access_key_id: str,
-        access_key_secret: str,
-        security_token: str | None = None,
+        credentials: CredentialSource | Credentials,
         *,
+        region: str,
         timeout: float = 30.0,
         link_endpoint: str | None = None,
         link_key: tuple[str, str] | None = None,
     ) -> OssStore:
-        """A store on ``bucket_name`` at ``endpoint`` (e.g. ``https://oss-cn-hangzhou-internal.aliyuncs.com``).
+        """A store on ``bucket_name`` at ``endpoint`` (e.g. ``https://oss-cn-hangzhou-internal.aliyuncs.com``)
+        in ``region`` (e.g. ``cn-hangzhou``: the V4 signing scope names it).
 
-        ``security_token`` (the STS token Function Compute hands a function through
-        ``ALIBABA_CLOUD_SECURITY_TOKEN``) selects ``StsAuth``. ``timeout`` bounds each
-        HTTP call (oss2 uses it for both connect and read).
+        ``credentials`` is read on every request (a ``CredentialSource`` the handler
+        refreshes per invocation; fixed ``Credentials`` in tests and replay); a security
+        token goes out as ``x-oss-security-token``. ``timeout`` bounds each HTTP call
+        (oss2 uses it for both connect and read). ``link_endpoint`` / ``link_key`` sign
+        the links people open (see ``__init__``).
         """
         import oss2
 
-        # Signature V1 on purpose: OSS still accepts it, and the local stand-in the tests
-        # use (moto's S3 server behind a dialect shim) answers V4-signed requests
-        # (oss2.AuthV4) with 500. V1 lets the same code run against both.
-        if security_token:
-            auth: Any = oss2.StsAuth(access_key_id, access_key_secret, security_token)
-        else:
-            auth = oss2.Auth(access_key_id, access_key_secret)
+        if not region:
+            raise ValueError("OSS V4 signing needs the bucket's region (CRASHDIAG_REGION, e.g. cn-hangzhou)")
+        auth = oss2.ProviderAuthV4(_provider(oss2, as_source(credentials)))
         try:
-            bucket = oss2.Bucket(auth, endpoint, bucket_name, connect_timeout=timeout)
+            bucket = oss2.Bucket(auth, endpoint, bucket_name, connect_timeout=timeout, region=region)
             link_bucket = None
             if link_endpoint or link_key:
-                link_auth = oss2.Auth(*link_key) if link_key else auth
-                link_bucket = oss2.Bucket(link_auth, link_endpoint or endpoint, bucket_name, connect_timeout=timeout)
+                link_auth = oss2.ProviderAuthV4(_provider(oss2, as_source(Credentials(*link_key)))) if link_key else auth
+                link_bucket = oss2.Bucket(link_auth, link_endpoint or endpoint, bucket_name, connect_timeout=timeout,
+                                          region=region)
         except oss2.exceptions.ClientError:
             raise ValueError(f"invalid OSS endpoint {endpoint!r} or bucket name {bucket_name!r}") from None
         return cls(bucket, link_bucket)
@@ -156,9 +186,9 @@ class OssStore:
     # -- helpers -----------------------------------------------------------------------
 
     def _sign(self, method: str, key: str, ttl: int, headers: dict[str, str] | None = None, bucket=None) -> str:
-        if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl <= 0:
-            raise ValueError(f"ttl must be a positive number of seconds, not {ttl!r}")
-        # slash_safe keeps '/' readable in the URL; the V1 signature covers the raw key either way.
+        if isinstance(ttl, bool) or not isinstance(ttl, int) or not 0 < ttl <= MAX_URL_TTL:
+            raise ValueError(f"ttl must be 1..{MAX_URL_TTL} seconds (a V4 presigned URL lives at most 7 days), not {ttl!r}")
+        # slash_safe keeps '/' readable in the URL; the V4 canonical URI keeps '/' unescaped too.
         return (bucket or self.bucket).sign_url(method, key, ttl, headers=headers, slash_safe=True)
 
     def _translate(self, e: Any, op: str, key: str) -> StoreError:
@@ -181,4 +211,29 @@ class OssStore:
             return NotFound(key)
         if status >= 500 or status == 429:
             return StoreUnavailable(f"{where}: {detail}")
-        return StoreError(f"{where}: {detail}")
+        return _refused(e, op, key, status, code, request_id)
+
+
+def _refused(e: Any, op: str, key: str, status: int, code: str, request_id: str) -> StoreRefused:
+    """'OSS refused the request: AccessDenied (HTTP 403, put 'k', ...): what to check'.
+
+    OSS's own Message is kept (a sentence from the server, no credentials: those stay in
+    our requests), cut short; the EC code names the documentation page of the error.
+    """
+    message = " ".join(str(getattr(e, "message", "") or "").split())[:200]
+    ec = str(getattr(e, "ec", "") or "")
+    facts = [f"HTTP {status}", f"{op} {key!r}"] + ([f"EC {ec}"] if ec else []) + ([f"request id {request_id}"] if request_id else [])
+    hint = _REFUSAL_HINTS.get(code, _DEFAULT_HINT)
+    text = f"OSS refused the request: {code or 'HTTP ' + str(status)}" + (f" {message}" if message else "")
+    return StoreRefused(f"{text} ({', '.join(facts)}); {hint}", code=code or str(status), status=status)
+
+
+def _provider(oss2: Any, source: CredentialSource) -> Any:
+    """An oss2 credentials provider that reads ``source`` on every signed request."""
+
+    class _SourceProvider(oss2.credentials.CredentialsProvider):
+        def get_credentials(self) -> Any:
+            c = source.get()
+            return oss2.credentials.Credentials(c.access_key_id, c.access_key_secret, c.security_token or None)
+
+    return _SourceProvider()

@@ -34,6 +34,17 @@ class StoreUnavailable(StoreError):
     """A transient failure (5xx, timeout, connection reset): the call may be retried."""
 
 
+class StoreRefused(StoreError):
+    """The service refused the request (a 4xx such as 403 AccessDenied or
+    SignatureDoesNotMatch): credentials, signature, permissions or configuration are
+    wrong, and retrying will not help. The message says what to check."""
+
+    def __init__(self, message: str, *, code: str = "", status: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status
+
+
 _KEY = re.compile(r"^[A-Za-z0-9!_.*'()/=+-]{1,1023}$")
 
 

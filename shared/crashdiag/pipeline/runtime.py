@@ -1,52 +1,97 @@
 """Build the pipeline's parts from settings: once per Function Compute instance, lazily.
 
-Handlers call ``pipeline_for(stage)``; only the parts a stage needs are built (the
-ingest function never imports the ECS SDK). Tests and replay build ``Pipeline``
+Handlers call ``pipeline_for(stage, credentials)`` on every invocation; only the parts a
+stage needs are built, once (the ingest function never imports the ECS SDK). The
+credentials are another matter: FC's STS credentials expire (36 hours) and an instance
+may outlive them, so each call hands this instance's ``CredentialSource`` the current
+ones (the handler's ``context.credentials``, else the environment as it is now), and the
+cached clients read that source on every request. Tests and replay build ``Pipeline``
 directly with injected parts instead.
 """
 
 from __future__ import annotations
 
+import logging
+import re
+from collections.abc import Callable
+from typing import Any
+
+from ..cloud.credentials import Credentials, CredentialSource, as_source
 from ..settings import Settings
 from .stages import Pipeline
 
-_cache: dict[str, Pipeline] = {}
+log = logging.getLogger("crashdiag.runtime")
+
+_cache: dict[str, Any] = {}
+_credentials = CredentialSource()  # this instance's current credentials (see the module docstring)
+
+_OSS_ENDPOINT_REGION = re.compile(r"^(?:https?://)?oss-([a-z0-9-]+?)(?:-internal)?\.aliyuncs\.com/?$")
 
 
-def build_store(settings: Settings):
+def refresh_credentials(given: Any = None, settings: Settings | None = None) -> CredentialSource:
+    """Per invocation: take ``given`` (a ``context.credentials``), else what ``settings``
+    holds when the caller passed settings, else the environment as it is now; return the
+    source the clients read."""
+    creds = Credentials.of(given)
+    if not creds:
+        if settings is not None:
+            creds = Credentials.of(Credentials(settings.access_key_id, settings.access_key_secret, settings.security_token))
+        else:
+            creds = Credentials.of(Credentials(*Settings.current_credentials()))
+    _credentials.update(creds)
+    return _credentials
+
+
+def oss_region(settings: Settings) -> str:
+    """The bucket's region for V4 signing: CRASHDIAG_REGION, else read off an OSS endpoint."""
+    if settings.region:
+        return settings.region
+    m = _OSS_ENDPOINT_REGION.match(settings.oss_endpoint or "")
+    if m:
+        return m.group(1)
+    raise ValueError("OSS requests are signed V4 for the bucket's region: set CRASHDIAG_REGION (e.g. cn-hangzhou)")
+
+
+def build_store(settings: Settings, credentials: CredentialSource | Credentials | None = None):
+    """The object store: OSS when OSS_BUCKET is set (signed V4 with ``credentials``, by
+    default those in ``settings``), else a local directory."""
     if settings.oss_bucket:
         from ..cloud.oss_store import OssStore
 
-        endpoint = settings.oss_endpoint or f"https://oss-{settings.region}-internal.aliyuncs.com"
+        if credentials is None:
+            credentials = Credentials(settings.access_key_id, settings.access_key_secret, settings.security_token)
+        region = oss_region(settings)
+        endpoint = settings.oss_endpoint or f"https://oss-{region}-internal.aliyuncs.com"
         # Links for people: the public endpoint unless one is set (an explicit OSS_ENDPOINT
         # without OSS_LINK_ENDPOINT, as in tests, serves both).
-        link_endpoint = settings.oss_link_endpoint or (None if settings.oss_endpoint else f"https://oss-{settings.region}.aliyuncs.com")
+        link_endpoint = settings.oss_link_endpoint or (None if settings.oss_endpoint else f"https://oss-{region}.aliyuncs.com")
         link_key = (settings.report_link_access_key_id, settings.report_link_access_key_secret) \
             if settings.report_link_access_key_id and settings.report_link_access_key_secret else None
-        return OssStore.connect(endpoint, settings.oss_bucket, settings.access_key_id, settings.access_key_secret,
-                                settings.security_token or None, link_endpoint=link_endpoint, link_key=link_key)
+        return OssStore.connect(endpoint, settings.oss_bucket, credentials, region=region,
+                                link_endpoint=link_endpoint, link_key=link_key)
     from ..cloud.store import LocalStore
 
     return LocalStore(settings.store_dir)
 
 
-def build_ecs(settings: Settings):
+def build_ecs(settings: Settings, credentials: CredentialSource | Credentials | None = None):
     if settings.instances_dir:
         from ..cloud.simulate import SimulatedCloud
 
         return SimulatedCloud.from_dir(settings.instances_dir)
     from ..cloud.ecs_sdk import SdkEcsApi
 
-    return SdkEcsApi.from_settings(settings)
+    return SdkEcsApi.from_settings(settings, credentials=as_source(credentials) if credentials is not None else None)
 
 
-def build_invoker(settings: Settings):
+def build_invoker(settings: Settings, credentials: CredentialSource | Credentials | None = None):
     if not settings.fc_endpoint:
         return None
     from ..cloud.invoke import Fc2Invoker
 
-    return Fc2Invoker(settings.fc_endpoint, settings.fc_service, settings.access_key_id, settings.access_key_secret,
-                      settings.security_token)
+    if credentials is None:
+        credentials = Credentials(settings.access_key_id, settings.access_key_secret, settings.security_token)
+    return Fc2Invoker(settings.fc_endpoint, settings.fc_service, as_source(credentials))
 
 
 def build_notifier(settings: Settings, store, *, outbox_dir: str | None = None):
@@ -57,13 +102,43 @@ def build_notifier(settings: Settings, store, *, outbox_dir: str | None = None):
     return build(settings, store, outbox_dir=settings.outbox_dir if outbox_dir is None else outbox_dir)
 
 
-def pipeline_for(stage: str, settings: Settings | None = None) -> Pipeline:
-    """The pipeline a handler uses, built on first use and kept for the instance's life."""
+def _settings() -> Settings:
+    if "settings" not in _cache:
+        _cache["settings"] = Settings.from_env()
+    return _cache["settings"]
+
+
+def pipeline_for(stage: str, settings: Settings | None = None, credentials: Any = None) -> Pipeline:
+    """The pipeline a handler uses, built on first use and kept for the instance's life;
+    ``credentials`` (the handler's ``context.credentials``) refreshes what its clients sign with."""
+    s = settings or _settings()
+    source = refresh_credentials(credentials, settings)
     if stage not in _cache:
-        s = settings or Settings.from_env()
-        ecs = build_ecs(s) if stage == "collect" else None
-        invoker = build_invoker(s) if stage == "ingest" else None
-        store = build_store(s)
+        ecs = build_ecs(s, source) if stage == "collect" else None
+        invoker = build_invoker(s, source) if stage == "ingest" else None
+        store = build_store(s, source)
         notifier = build_notifier(s, store) if stage == "notify" else None
         _cache[stage] = Pipeline(store, ecs, invoker, s, notifier=notifier)
     return _cache[stage]
+
+
+def store_for(settings: Settings | None = None, credentials: Any = None):
+    """The object store alone (the fleet function), cached like ``pipeline_for``'s parts."""
+    s = settings or _settings()
+    source = refresh_credentials(credentials, settings)
+    if "store" not in _cache:
+        _cache["store"] = build_store(s, source)
+    return _cache["store"]
+
+
+def run_stage(stage: str, call: Callable[[], Any]) -> Any:
+    """Run a handler's work; when OSS (or the store) refuses a request, end with one
+    readable log line and a result that says what to fix, never a traceback: the refusal
+    (403 AccessDenied, SignatureDoesNotMatch ...) will not go away by retrying."""
+    from ..cloud.store import StoreRefused
+
+    try:
+        return call()
+    except StoreRefused as exc:
+        log.error("%s stopped: %s", stage, exc)
+        return {"refused": str(exc), "stage": stage, "code": exc.code}
