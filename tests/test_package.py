@@ -112,7 +112,8 @@ def test_zip_layout(code_zips, function):
         assert zf.read("index.py") == (ROOT / "functions" / function / "index.py").read_bytes()
         sources = {n for n in names if not n.endswith(".pyc")}
         assert sources == {"index.py"} | source_files()
-        for needed in ("crashdiag/classifier/rules/rule.schema.json", "crashdiag/pipeline/guest/collect-crash-log.sh"):
+        for needed in ("crashdiag/classifier/rules/rule.schema.json", "crashdiag/pipeline/guest/collect-crash-log.sh",
+                       "crashdiag/pipeline/guest/audit-readiness.sh"):
             assert needed in names
         assert any(n.startswith("crashdiag/classifier/rules/") and n.endswith(".yaml") for n in names)
         assert not any(n.startswith(("tests/", "functions/", "shared/")) for n in names)
@@ -165,7 +166,7 @@ def test_requirements_split_keeps_the_ecs_sdk_for_collect():
     assert {package.canonical(r) for r in base} == names - package.COLLECT_ONLY
     for needed in ("oss2", "aliyun-fc2", "tenacity", "pyyaml", "fastjsonschema"):
         assert needed in {package.canonical(r) for r in base}
-    assert package.FUNCTIONS_WITH_ECS == {"collect"}
+    assert package.FUNCTIONS_WITH_ECS == {"collect", "audit"}
 
 
 def test_canonical_names():

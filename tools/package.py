@@ -73,12 +73,13 @@ CODE_ROOT_ON_FC = "/code"
 # Files of the crashdiag package that go into the zip (by suffix); caches never do.
 CODE_SUFFIXES = frozenset({".py", ".yaml", ".yml", ".json", ".sh"})
 # Data the functions read at run time by path: a zip without them is broken.
-REQUIRED_DATA = ("classifier/rules/rule.schema.json", "pipeline/guest/collect-crash-log.sh")
+REQUIRED_DATA = ("classifier/rules/rule.schema.json", "pipeline/guest/collect-crash-log.sh",
+                 "pipeline/guest/audit-readiness.sh")
 
-# Requirements only the collect function needs (the ECS API); the other functions'
+# Requirements only the functions that call ECS need (collect, audit); the other functions'
 # zips leave them, and everything only they pull in, out.
 COLLECT_ONLY = frozenset({"alibabacloud-ecs20140526", "alibabacloud-tea-openapi"})
-FUNCTIONS_WITH_ECS = frozenset({"collect"})
+FUNCTIONS_WITH_ECS = frozenset({"collect", "audit"})
 
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 _MISSING_REQ = re.compile(r"satisfies the requirement (\S+)")

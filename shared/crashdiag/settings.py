@@ -62,6 +62,8 @@ ENV: dict[str, tuple[str, type]] = {
     "NOTIFY_FOLLOWUP_INTERVAL": ("notify_followup_interval", int),
     "NOTIFY_LEASE_SECONDS": ("notify_lease_seconds", int),
     "NOTIFY_MAX_ATTEMPTS": ("notify_max_attempts", int),
+    # readiness audit (docs/PIPELINE.md, "The guest audit script")
+    "CRASHDIAG_AUDIT_TAG": ("audit_tag", str),
 }
 SECRET_FIELDS = frozenset({"access_key_secret", "security_token", "dingtalk_webhook", "dingtalk_secret", "smtp_password",
                            "report_link_access_key_secret"})
@@ -130,6 +132,9 @@ class Settings:
     notify_followup_interval: int = 3600  # how long repeats are held before a follow-up
     notify_lease_seconds: int = 180  # a send claim older than this (and unanswered) may be taken over
     notify_max_attempts: int = 5  # failed sends per channel and incident before giving up
+    # The audit function audits running Linux instances carrying this tag (KEY=VALUE);
+    # empty: every running Linux instance of the region.
+    audit_tag: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -159,6 +164,8 @@ class Settings:
         s = cls(**values)  # type: ignore[arg-type]
         if s.lang not in LANGS:
             raise ValueError(f"CRASHDIAG_LANG must be one of {', '.join(LANGS)}, not {s.lang!r}")
+        if s.audit_tag and ("=" not in s.audit_tag or s.audit_tag.startswith("=")):
+            raise ValueError(f"CRASHDIAG_AUDIT_TAG must be KEY=VALUE, not {s.audit_tag!r}")
         if s.smtp_security not in SMTP_SECURITY:
             raise ValueError(f"SMTP_SECURITY must be one of {', '.join(SMTP_SECURITY)}, not {s.smtp_security!r}")
         for var, value in (("REPORT_LINK_TTL", s.report_link_ttl), ("UPLOAD_URL_TTL", s.upload_url_ttl)):

@@ -129,3 +129,35 @@ def audit_local(instances_dir: str, *, tag: tuple[str, str] | None = None, accou
         results += run_audit(fleet, region, fleet.list_instances(region, tag), account=account, now=now,
                              sleep=lambda _s: None, poll=0.0, deadline=600)
     return sorted(results, key=lambda r: r["instance_id"])
+
+
+def tag_of(settings: Any) -> tuple[str, str] | None:
+    """``CRASHDIAG_AUDIT_TAG`` as (key, value), or None for every instance."""
+    if not settings.audit_tag:
+        return None
+    key, _, value = settings.audit_tag.partition("=")
+    return key, value
+
+
+def build_fleet_api(settings: Any) -> Any:
+    """Simulated instances when ``CRASHDIAG_INSTANCES_DIR`` is set, else the ECS SDK."""
+    if settings.instances_dir:
+        from ..cloud.ecs_fleet import SimulatedFleet
+
+        return SimulatedFleet.from_dir(settings.instances_dir)
+    from ..cloud.ecs_fleet import SdkFleetApi
+
+    return SdkFleetApi.from_settings(settings)
+
+
+def audit_from_settings(settings: Any, api: Any = None, store: Any = None, now: dt.datetime | None = None,
+                        **kw: Any) -> dict[str, Any]:
+    """What the audit function does on its timer: the function's own region, the
+    configured tag, results into the (possibly central) bucket."""
+    from .runtime import build_store
+
+    if not settings.region:
+        raise ValueError("CRASHDIAG_REGION is not set: the audit needs the region it runs in")
+    api = api if api is not None else build_fleet_api(settings)
+    store = store if store is not None else build_store(settings)
+    return audit_region(api, store, settings.region, tag=tag_of(settings), account=settings.account_id, now=now, **kw)
