@@ -5,7 +5,6 @@ written to the OSS stand-in through oss2."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -16,7 +15,8 @@ pytest.importorskip("alibabacloud_ecs20140526")
 
 from crashdiag.cloud.ecs import CloudError  # noqa: E402
 from crashdiag.cloud.ecs_fleet import SdkFleetApi, SimulatedFleet  # noqa: E402
-from crashdiag.pipeline.audit import audit_command, audit_region  # noqa: E402
+from crashdiag.pipeline.audit import audit_command, audit_from_settings, audit_region  # noqa: E402
+from crashdiag.settings import Settings  # noqa: E402
 from fixtures_oss import oss_standin, oss_store  # noqa: E402, F401
 from standins.ecs import STANDIN_KEY_ID, STANDIN_SECRET  # noqa: E402
 from standins.ecs_fleet import EcsFleetStandIn  # noqa: E402
@@ -45,14 +45,7 @@ def sdk(server: EcsFleetStandIn) -> SdkFleetApi:
                        protocol="http", attempts=3, deadline=30.0, backoff_initial=0.01, backoff_max=0.05)
 
 
-def load_handler():
-    spec = importlib.util.spec_from_file_location("audit_index", ROOT / "functions" / "audit" / "index.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def test_the_audit_function_audits_tagged_instances_through_the_sdk(fleet, oss_standin, oss_store, monkeypatch):  # noqa: F811
+def test_the_audit_audits_tagged_instances_through_the_sdk_from_settings(fleet, oss_standin, oss_store, monkeypatch):  # noqa: F811
     with EcsFleetStandIn(fleet) as server:
         monkeypatch.setenv("ECS_ENDPOINT", f"http://{server.endpoint}")
         monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_ID", STANDIN_KEY_ID)
@@ -63,7 +56,7 @@ def test_the_audit_function_audits_tagged_instances_through_the_sdk(fleet, oss_s
         monkeypatch.setenv("OSS_BUCKET", oss_store.bucket.bucket_name)
         monkeypatch.setenv("OSS_ENDPOINT", oss_standin.endpoint)
         monkeypatch.delenv("CRASHDIAG_INSTANCES_DIR", raising=False)
-        summary = json.loads(load_handler().handler(b"{}", None))
+        summary = audit_from_settings(Settings.from_env())
 
         assert summary == {"region": REGION, "instances": 4, "ready": 3, "exposed": 1, "written": 4}
         listed = server.calls("DescribeInstances")

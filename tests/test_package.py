@@ -166,7 +166,7 @@ def test_requirements_split_keeps_the_ecs_sdk_for_collect():
     assert {package.canonical(r) for r in base} == names - package.COLLECT_ONLY
     for needed in ("oss2", "aliyun-fc2", "tenacity", "pyyaml", "fastjsonschema"):
         assert needed in {package.canonical(r) for r in base}
-    assert package.FUNCTIONS_WITH_ECS == {"collect", "audit"}
+    assert package.FUNCTIONS_WITH_ECS == {"collect"}
 
 
 def test_canonical_names():

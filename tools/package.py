@@ -79,7 +79,7 @@ REQUIRED_DATA = ("classifier/rules/rule.schema.json", "pipeline/guest/collect-cr
 # Requirements only the functions that call ECS need (collect, audit); the other functions'
 # zips leave them, and everything only they pull in, out.
 COLLECT_ONLY = frozenset({"alibabacloud-ecs20140526", "alibabacloud-tea-openapi"})
-FUNCTIONS_WITH_ECS = frozenset({"collect", "audit"})
+FUNCTIONS_WITH_ECS = frozenset({"collect"})
 
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 _MISSING_REQ = re.compile(r"satisfies the requirement (\S+)")
