@@ -17,7 +17,7 @@ from crashdiag.cloud.ecs import CloudError  # noqa: E402
 from crashdiag.cloud.ecs_fleet import SdkFleetApi, SimulatedFleet  # noqa: E402
 from crashdiag.pipeline.audit import audit_command, audit_from_settings, audit_region  # noqa: E402
 from crashdiag.settings import Settings  # noqa: E402
-from fixtures_oss import oss_standin, oss_store  # noqa: E402, F401
+from fixtures_oss import ACCESS_KEY_ID, ACCESS_KEY_SECRET, oss_standin, oss_store  # noqa: E402, F401
 from standins.ecs import STANDIN_KEY_ID, STANDIN_SECRET  # noqa: E402
 from standins.ecs_fleet import EcsFleetStandIn  # noqa: E402
 
@@ -46,10 +46,12 @@ def sdk(server: EcsFleetStandIn) -> SdkFleetApi:
 
 
 def test_the_audit_audits_tagged_instances_through_the_sdk_from_settings(fleet, oss_standin, oss_store, monkeypatch):  # noqa: F811
-    with EcsFleetStandIn(fleet) as server:
+    # one account's key signs both the ECS and the OSS requests, as the function's role would
+    with EcsFleetStandIn(fleet, access_keys={ACCESS_KEY_ID: ACCESS_KEY_SECRET}) as server:
         monkeypatch.setenv("ECS_ENDPOINT", f"http://{server.endpoint}")
-        monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_ID", STANDIN_KEY_ID)
-        monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_SECRET", STANDIN_SECRET)
+        monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_ID", ACCESS_KEY_ID)
+        monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_SECRET", ACCESS_KEY_SECRET)
+        monkeypatch.delenv("ALIBABA_CLOUD_SECURITY_TOKEN", raising=False)
         monkeypatch.setenv("ALIBABA_CLOUD_ACCOUNT_ID", "1234567890123456")
         monkeypatch.setenv("CRASHDIAG_REGION", REGION)
         monkeypatch.setenv("CRASHDIAG_AUDIT_TAG", "crashdiag:audit=true")
