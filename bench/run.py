@@ -9,7 +9,10 @@ Each figure stands beside its reference measured in the same run:
   - CLI start-up: `crashdiag classify` of one small log, beside `python -c pass`;
   - cold start of each Function Compute handler in a fresh interpreter (bench/coldstart.py);
   - one sample crash event replayed end to end;
-  - a 500-event crash storm through the pipeline over the local stand-ins (events/s).
+  - a 500-event crash storm through the pipeline over the local stand-ins (events/s);
+  - guilty-frame agreement with syzkaller's own titles on the peer cases (bench/frames.py).
+`python bench/run.py big frames` runs only the named parts (big, rss, seed, cli, coldstart,
+replay, storm, frames); with no names it runs them all.
 Generated inputs go to bench/out/ (ignored by git) and are reused between runs.
 """
 
@@ -99,7 +102,10 @@ def peak_rss_of(cmd: list[str]) -> int:
     return int(out.stdout.strip())
 
 
-def main() -> int:
+PARTS = ("big", "rss", "seed", "cli", "coldstart", "replay", "storm", "frames")
+
+
+def main(argv: list[str] | None = None) -> int:
     from corpus import load_case
     from crashdiag.classifier.classify import classify_bytes
 
@@ -110,64 +116,88 @@ def main() -> int:
     crash = seed_cases[8].log  # the blk-mq NULL dereference, a full el7 oops
 
     rows: list[tuple[str, str, str, str]] = []
+    only = set(argv if argv is not None else sys.argv[1:])
+    unknown = only - set(PARTS)
+    if unknown:
+        print(f"unknown bench parts: {', '.join(sorted(unknown))} (known: {', '.join(PARTS)})", file=sys.stderr)
+        return 2
 
-    big = make_log(OUT / "kernel-50MB.log", 50 * 1024 * 1024, crash)
-    grep_t, _ = timed(["grep", "-cE", GREP_TRIGGERS, str(big)])
-    ours_t, _ = timed([*crashdiag, "classify", "--json", str(big)])
-    rows.append(("classify 50 MB log, crash at the end", f"{ours_t:.2f} s", f"grep -E same triggers {grep_t:.2f} s",
-                 f"{ours_t / grep_t:.1f}x grep (target <= 3x)"))
+    def want(part: str) -> bool:
+        return not only or part in only
 
-    huge = make_log(OUT / "kernel-200MB.log", 200 * 1024 * 1024, crash)
-    rss = peak_rss_of([*crashdiag, "classify", "--json", str(huge)])
-    base_rss = peak_rss_of([sys.executable, "-c", "pass"])
-    rows.append(("peak RSS, 200 MB log", f"{rss / 1024:.0f} MB", f"python -c pass {base_rss / 1024:.0f} MB", "target < 150 MB"))
+    if want('big'):
+        big = make_log(OUT / "kernel-50MB.log", 50 * 1024 * 1024, crash)
+        grep_t, _ = timed(["grep", "-cE", GREP_TRIGGERS, str(big)])
+        ours_t, _ = timed([*crashdiag, "classify", "--json", str(big)])
+        rows.append(("classify 50 MB log, crash at the end", f"{ours_t:.2f} s", f"grep -E same triggers {grep_t:.2f} s",
+                     f"{ours_t / grep_t:.1f}x grep (target <= 3x)"))
 
-    classify_bytes(seed_cases[0].log)  # warm: catalogue loaded, regexes compiled
-    per_log = []
-    for _ in range(5):
-        t = time.perf_counter()
-        for c in seed_cases:
-            classify_bytes(c.log)
-        per_log.append((time.perf_counter() - t) / len(seed_cases))
-    ms = statistics.median(per_log) * 1000
-    rows.append((f"classify one seed log ({len(seed_cases)} logs, after start-up)", f"{ms:.1f} ms", "-", "target < 20 ms"))
+    if want('rss'):
+        huge = make_log(OUT / "kernel-200MB.log", 200 * 1024 * 1024, crash)
+        rss = peak_rss_of([*crashdiag, "classify", "--json", str(huge)])
+        base_rss = peak_rss_of([sys.executable, "-c", "pass"])
+        rows.append(("peak RSS, 200 MB log", f"{rss / 1024:.0f} MB", f"python -c pass {base_rss / 1024:.0f} MB", "target < 150 MB"))
+
+    if want('seed'):
+        classify_bytes(seed_cases[0].log)  # warm: catalogue loaded, regexes compiled
+        per_log = []
+        for _ in range(5):
+            t = time.perf_counter()
+            for c in seed_cases:
+                classify_bytes(c.log)
+            per_log.append((time.perf_counter() - t) / len(seed_cases))
+        ms = statistics.median(per_log) * 1000
+        rows.append((f"classify one seed log ({len(seed_cases)} logs, after start-up)", f"{ms:.1f} ms", "-", "target < 20 ms"))
 
     small = ROOT / "tests" / "cases" / "seed" / "01-oom-panic-on-oom.txt"
-    cli_t = statistics.median(timed([*crashdiag, "classify", "--json", str(small)], 1)[0] for _ in range(5))
-    py_t = statistics.median(timed([sys.executable, "-c", "pass"], 1)[0] for _ in range(5))
-    rows.append(("CLI start-up: classify one small log", f"{cli_t * 1000:.0f} ms", f"python -c pass {py_t * 1000:.0f} ms",
-                 "target < 300 ms"))
+    if want("cli") or want("coldstart") or want("replay"):
+        cli_t = statistics.median(timed([*crashdiag, "classify", "--json", str(small)], 1)[0] for _ in range(5))
+        py_t = statistics.median(timed([sys.executable, "-c", "pass"], 1)[0] for _ in range(5))
+        base_rss = peak_rss_of([sys.executable, "-c", "pass"])
+    if want("cli"):
+        rows.append(("CLI start-up: classify one small log", f"{cli_t * 1000:.0f} ms", f"python -c pass {py_t * 1000:.0f} ms",
+                     "target < 300 ms"))
 
-    memory_sizes = template_memory_sizes()
-    # Cold start of each handler in a fresh interpreter (imports + first-use clients).
-    for fn in ("on_ecs_event", "collect", "diagnose", "notify", "notify_flush", "fleet"):
-        runs = []
-        for _ in range(3):
-            out = subprocess.run([sys.executable, str(ROOT / "bench" / "coldstart.py"), fn], capture_output=True, text=True, check=True)
-            runs.append(json.loads(out.stdout))
-        best = min(runs, key=lambda r: r["ready_s"])
-        mem = memory_sizes.get(fn)
-        rows.append((f"cold start: {fn} (import, then ready to serve)",
-                     f"{best['import_s'] * 1000:.0f} ms / {best['ready_s'] * 1000:.0f} ms, {best['rss_kb'] / 1024:.0f} MB",
-                     f"python -c pass {py_t * 1000:.0f} ms, {base_rss / 1024:.0f} MB",
-                     ("ECS SDK loaded" if best["ecs_sdk"] else "no ECS SDK") + (f"; MemorySize {mem} MB" if mem else "")))
+    if want('coldstart'):
+        memory_sizes = template_memory_sizes()
+        # Cold start of each handler in a fresh interpreter (imports + first-use clients).
+        for fn in ("on_ecs_event", "collect", "diagnose", "notify", "notify_flush", "fleet"):
+            runs = []
+            for _ in range(3):
+                out = subprocess.run([sys.executable, str(ROOT / "bench" / "coldstart.py"), fn], capture_output=True, text=True, check=True)
+                runs.append(json.loads(out.stdout))
+            best = min(runs, key=lambda r: r["ready_s"])
+            mem = memory_sizes.get(fn)
+            rows.append((f"cold start: {fn} (import, then ready to serve)",
+                         f"{best['import_s'] * 1000:.0f} ms / {best['ready_s'] * 1000:.0f} ms, {best['rss_kb'] / 1024:.0f} MB",
+                         f"python -c pass {py_t * 1000:.0f} ms, {base_rss / 1024:.0f} MB",
+                         ("ECS SDK loaded" if best["ecs_sdk"] else "no ECS SDK") + (f"; MemorySize {mem} MB" if mem else "")))
 
-    # End to end: replay one sample crash event (ingest, the real guest script, diagnose).
-    with tempfile.TemporaryDirectory() as store:
-        replay_t = min(
-            timed([*crashdiag, "replay", str(ROOT / "events" / "eventbridge-crash-kdump-executing.json"), "--store", f"{store}/{i}"], 1)[0]
-            for i in range(3)
-        )
-    rows.append(("replay one crash event end to end (CLI, local store)", f"{replay_t * 1000:.0f} ms", f"CLI classify {cli_t * 1000:.0f} ms", "-"))
+    if want('replay'):
+        # End to end: replay one sample crash event (ingest, the real guest script, diagnose).
+        with tempfile.TemporaryDirectory() as store:
+            replay_t = min(
+                timed([*crashdiag, "replay", str(ROOT / "events" / "eventbridge-crash-kdump-executing.json"), "--store", f"{store}/{i}"], 1)[0]
+                for i in range(3)
+            )
+        rows.append(("replay one crash event end to end (CLI, local store)", f"{replay_t * 1000:.0f} ms", f"CLI classify {cli_t * 1000:.0f} ms", "-"))
 
-    # A crash storm through the pipeline over the stand-ins (bench/storm.py, `make storm`).
-    from storm import run_storm
+    if want('storm'):
+        # A crash storm through the pipeline over the stand-ins (bench/storm.py, `make storm`).
+        from storm import run_storm
 
-    logging.getLogger("crashdiag").setLevel(logging.ERROR)
-    storm = run_storm(500, 300, 8)
-    rows.append(("storm: 500 events, 300 instances, 8 workers, over the stand-ins",
-                 f"{storm.events_in / storm.wall_s:.1f} events/s", f"{storm.wall_s:.0f} s wall",
-                 "PASS: every event accounted for once" if storm.ok else "FAIL: " + "; ".join(storm.problems)))
+        logging.getLogger("crashdiag").setLevel(logging.ERROR)
+        storm = run_storm(500, 300, 8)
+        rows.append(("storm: 500 events, 300 instances, 8 workers, over the stand-ins",
+                     f"{storm.events_in / storm.wall_s:.1f} events/s", f"{storm.wall_s:.0f} s wall",
+                     "PASS: every event accounted for once" if storm.ok else "FAIL: " + "; ".join(storm.problems)))
+
+    if want("frames"):
+        from frames import agreement
+
+        agree, total = agreement()
+        rows.append(("guilty frame agrees with syzkaller's title (peer cases)", f"{agree} of {total}",
+                     "syzkaller's own titles (NOTE headers)", f"{100 * agree / max(total, 1):.0f}% (target >= 80%)"))
 
     header = ("measure", "ours", "reference (same run)", "note")
     table = [f"| {' | '.join(header)} |", "|---|---|---|---|"] + [f"| {' | '.join(r)} |" for r in rows]
@@ -178,7 +208,7 @@ def main() -> int:
     readme = ROOT / "README.md"
     text_readme = readme.read_text()
     start, end = "<!-- bench:start -->", "<!-- bench:end -->"
-    if start in text_readme and end in text_readme:
+    if not only and start in text_readme and end in text_readme:  # a partial run leaves README alone
         head, rest = text_readme.split(start, 1)
         _, tail = rest.split(end, 1)
         readme.write_text(f"{head}{start}\n" + "\n".join(table) + f"\n{end}{tail}")

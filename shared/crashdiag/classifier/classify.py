@@ -110,33 +110,97 @@ def primary_report(reports: list[Report]) -> Report | None:
     return reports[0] if reports else None
 
 
-_SYSCALL_WRAPPER = re.compile(r"^(?:__se_|__x64_|__ia32_|__arm64_|__do_)+sys_")
-
-
 def _guilty_frame(r: Report, event_frame: str | None) -> str | None:
-    """The frame a title names, with syscall wrappers read as the syscall (__se_sys_mremap: mremap)."""
+    """The frame a title names, chosen the way syzkaller chooses it so titles group alike:
+    stalls by the code that dispatched the looping work, hung tasks by what they wait for,
+    anything else by the first frame that is not plumbing; syscall wrappers read as the syscall."""
     fn = _guilty_frame_raw(r, event_frame)
-    return _SYSCALL_WRAPPER.sub("", fn) if fn else fn
+    return F.canonical_function(fn) if fn else fn
+
+
+_TIMER_IRQ = re.compile(r"^(?:asm_)?(?:smp_|sysvec_)?apic_timer_interrupt$|^el1h?_64_irq\w*$|^el1_irq$")
+
+
+def _frames_for_title(r: Report) -> tuple[str | None, list[str]]:
+    rip_fn = (r.rip or {}).get("function")
+    names = [fr.function for fr in r.trace if fr.reliable and fr.function]
+    if r.kind == "rcu_stall":
+        # The stall is reported from the timer interrupt; the stuck code is what it interrupted.
+        cut = max((i for i, n in enumerate(names) if _TIMER_IRQ.match(n)), default=-1)
+        if cut >= 0:
+            names = names[cut + 1 :]
+        elif any(fr.context == "IRQ" for fr in r.trace):
+            names = [fr.function for fr in r.trace if fr.context != "IRQ" and fr.reliable and fr.function] or names
+    return rip_fn, names
+
+
+def _stall_frame(names: list[str]) -> str | None:
+    names = [n for n in names if not F.TITLE_SKIP.search(n) and not n.startswith("rcu")]
+    if not names:
+        return None
+    prev = names[0]
+    for n in names:
+        if F.STALL_ANCHORS.search(n):
+            return "smp_call_function" if "smp_call_function" in n else prev
+        prev = n
+    return None
+
+
+def _hang_frame(names: list[str]) -> str | None:
+    for n in names:
+        for anchor, title in F.HANG_ANCHORS:
+            if anchor in n:
+                return title if title != anchor else n
+    for n in names:
+        if not F.HANG_SKIP.search(n) and not _skipped(n):
+            return n
+    return None
+
+
+def _is_stall(r: Report, event_frame: str | None) -> bool:
+    if r.kind in ("soft_lockup", "rcu_stall"):
+        return True
+    return r.main_event().fmt.title.startswith("BUG: stack guard page")
+
+
+def _skipped(fn: str) -> bool:
+    return bool(F.SKIP_FRAMES.match(fn) or F.TITLE_SKIP.search(fn))
+
+
+_HEX = re.compile(r"^(?:0x)?[0-9a-f]{8,16}$")
 
 
 def _guilty_frame_raw(r: Report, event_frame: str | None) -> str | None:
+    rip_fn, names = _frames_for_title(r)
+    if event_frame and _HEX.match(event_frame):
+        event_frame = None  # "stack is corrupted in: ffffffff8343632e": not symbolised
+    title = r.main_event().fmt.title
+    if title.startswith("Kernel panic - corrupted stack end"):
+        # The panic comes from inside the scheduler: the looping code is the task's own.
+        found = _stall_frame([n for n in names if "schedule" not in n and "retint_kernel" not in n])
+        if found:
+            return found
+    if title.startswith("Kernel panic - stack-protector") and not event_frame:
+        names = [n for n in names if "stack_chk" not in n]
+    if _is_stall(r, event_frame):
+        found = _stall_frame(([rip_fn] if rip_fn and r.kind != "rcu_stall" else []) + names)
+        if found is None and r.kind == "rcu_stall" and rip_fn:
+            found = _stall_frame([rip_fn, *names])
+        if found:
+            return found
+    if r.kind == "hung_task":
+        found = _hang_frame(names)
+        if found:
+            return found
     if event_frame:
         fn = F.clean_function(event_frame.split("+", 1)[0])
-        if not F.SKIP_FRAMES.match(fn):
+        if not _skipped(fn):
             return fn
-    candidates: list[str] = []
-    rip_fn = (r.rip or {}).get("function")
-    frames = r.trace
-    if r.kind == "rcu_stall" and any(fr.context == "IRQ" for fr in frames):
-        # The stall is reported from the timer interrupt; the stuck code is below it.
-        task = [fr for fr in frames if fr.context != "IRQ"]
-        frames = task or frames
+    if r.kind == "rcu_stall":
         rip_fn = None
-    if rip_fn:
-        candidates.append(rip_fn)
-    candidates.extend(fr.function for fr in frames if fr.reliable and fr.function)
+    candidates = ([rip_fn] if rip_fn else []) + names
     for fn in candidates:
-        if not F.SKIP_FRAMES.match(fn):
+        if not _skipped(fn):
             return fn
     # Only plumbing in view (a trace cut off, or none at all): the crashing function itself
     # still says more than no frame.

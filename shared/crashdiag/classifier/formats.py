@@ -377,6 +377,22 @@ FORMATS: tuple[Format, ...] = (
     _f("other", START, r"EXT4-fs error \(device [^)]*\): (?P<frame>\w+)", "EXT4-fs error in {frame}"),
     # net/core/dev.c netdev_wait_allrefs(): a device reference leak that blocks teardown.
     _f("other", START, r"unregister_netdevice: waiting for \S+ to become free", "unregister_netdevice: waiting for DEV to become free"),
+    # --- stack corruption (kernel/panic.c __stack_chk_fail, kernel/sched/core.c) -----------
+    # "stack-protector: Kernel stack is corrupted in: %pB" names the function whose canary
+    # died (an address when it cannot be symbolised); schedule_debug() panics with "corrupted
+    # stack end detected inside scheduler" when the end-of-stack magic was overwritten.
+    _f(
+        "other_panic",
+        PANIC,
+        r"Kernel panic - not syncing: stack-protector: Kernel stack is corrupted in: (?P<frame>{{FUNC}})",
+        "Kernel panic - stack-protector: stack is corrupted in {frame}",
+    ),
+    _f(
+        "other_panic",
+        PANIC,
+        r"Kernel panic - not syncing: corrupted stack end detected inside scheduler",
+        "Kernel panic - corrupted stack end in {frame}",
+    ),
     # --- generic oops lines ----------------------------------------------------------
     # arch/x86/kernel/dumpstack.c __die(): "Oops: %04lx [#%d]"; arm64 "Internal
     # error: Oops: %x [#%d]". They continue the BUG line above them; alone (the
@@ -516,3 +532,69 @@ CONT_HEADS: tuple[str, ...] = (
 # Heads that follow a task name ("kworker/0:1 invoked oom-killer"): the message starts at
 # the beginning of the word before them.
 COMM_LED_HEADS = (" invoked oom-killer: ", ": page allocation failure")
+
+
+# --- the frame a title names ---------------------------------------------------------------
+# Frames that are where a crash shows but not whose bug it is: helpers that fault on their
+# caller's bad argument, allocators, copy and string routines, locking, work and timer
+# plumbing, device-model teardown. Matched anywhere in the name (so "skb_over_panic" and
+# "__cancel_work_timer" are covered), only when choosing the frame a title names; the
+# fingerprint's frame list keeps SKIP_FRAMES so fingerprints stay put. The names follow the
+# frames syzkaller's report parser passes over (google/syzkaller pkg/report/linux.go).
+TITLE_SKIP = re.compile(
+    r"__sanitizer|__asan|kasan|__msan|kmsan|kcsan_setup_watchpoint|check_memory_region|check_heap_object|"
+    r"check_object|read_word_at_a_time|print_address_description|panic|invalid_op|report_bug|fixup_bug|"
+    r"print_report|do_error|_trap$|do_trap|show_stack|dump_stack|walk_stack|dump_backtrace|warn_slowpath|"
+    r"warn_alloc|warn_bogus|__warn|alloc_page|page_frag_alloc|__get_free_pages|k?v?[mzc]alloc|krealloc|kmem_cache|allocate_slab|folio_(?:alloc|unlock)|"
+    r"filemap_alloc_folio|__filemap_get_folio|pagecache_get_page|slab_|debug_object|__might_fault|lockdep|"
+    r"bh_enable|bh_disable|lock_acquire|lock_release|mark_lock|spin_lock|spin_trylock|spin_unlock|"
+    r"read_lock|write_lock|read_unlock|write_unlock|^down$|down_read|down_write|down_trylock|up_read|up_write|"
+    r"^mutex_|^__mutex_|^rt_mutex_|osq_lock|osq_unlock|^refcount_|^kref_|memcpy|memcmp|memset|memchr|memmove|"
+    r"memdup|strcmp|strncmp|strcpy|strlcpy|strncpy|strscpy|strlen|strstr|strnstr|strnlen|strchr|strdup|"
+    r"copy_to_user|copy_from_user|copy_to_iter|copy_from_iter|put_user|get_user|might_fault|might_sleep|"
+    r"list_add|list_del|list_replace|list_move|^rb_|^__rb_|_indirect_thunk_|snprintf|printk|"
+    r"del_timer|flush_work|__cancel_work_timer|cancel_work_sync|flush_workqueue|drain_workqueue|"
+    r"destroy_workqueue|queue_work|finish_wait|kthread_stop|kobject_|device_add|device_del|device_unregister|"
+    r"rollback_registered|unregister_netdev|^complete$|wait_for_completion|^kv?free$|kfree_skb|"
+    r"cleanup_srcu_struct|lock_timer_base|__timer_delete_sync|__mod_timer|^iput$|"
+    # skb_put/skb_pull and friends panic on their caller's length (net/core/skbuff.c).
+    r"^_*skb_(?:put|push|pull|over_panic|under_panic)\w*$|"
+    # The crash machinery itself.
+    r"^machine_kexec$|crash_kexec|^oops_end$|^die$|__die"
+)
+
+# Stalls (soft lockups, RCU stalls, a stack overflow) are found at a random point of the code
+# that loops; the title names the function just above the entry point that dispatched the
+# work (the syscall, the work item, the softirq), so the same stall gets the same title.
+STALL_ANCHORS = re.compile(
+    r"process_one_work|do_syscall_|do_fast_syscall_|sysenter_dispatch|tracesys_phase2|el0_svc_handler|"
+    r"invoke_syscall|ret_fast_syscall|netif_receive_skb|do_softirq|call_timer_fn|_run_timers|"
+    r"run_timer_softirq|hrtimer_run|run_ksoftirqd|smpboot_thread_fn|^kthread$|start_secondary|"
+    r"cpu_startup_entry|ret_from_fork|vfs_write|vfs_read|vfs_iter_read|vfs_iter_write|do_iter_read|"
+    r"do_iter_write|call_read_iter|call_write_iter|new_sync_read|new_sync_write|vfs_ioctl|ksys_ioctl|"
+    r"compat_ioctl|compat_sys_ioctl|blkdev_driver_ioctl|blkdev_ioctl|do_iter_readv_writev|^call_mmap|"
+    r"mmap_region|do_mmap|do_dentry_open|vfs_open|^sock_sendmsg|^sock_recvmsg|^sock_release|"
+    r"^__sock_release|^setsockopt$|kernel_setsockopt|sock_common_setsockopt|^listen$|kernel_listen|"
+    r"sk_common_release|^sock_mmap|^accept$|kernel_accept|^sock_do_ioctl|^sock_ioctl|^compat_sock_ioctl|"
+    r"^nfnetlink_rcv_msg|^rtnetlink_rcv_msg|^netlink_dump|^(?:sys_)?(?:socketpair|connect|ioctl)|"
+    r"__do_fault|do_page_fault|^page_fault$|__fput|task_work_run|exit_to_usermode|smp_call_function|"
+    r"tasklet_action|tasklet_hi_action"
+)
+
+# Hung tasks wait at a random victim's stack; two waits say what is stuck for everyone:
+# RCU grace periods and the RTNL lock. Otherwise the first frame that is not waiting.
+HANG_ANCHORS = (("rtnl_lock", "rtnl_lock"), ("synchronize_rcu", "synchronize_rcu"),
+                ("synchronize_srcu", "synchronize_rcu"), ("synchronize_net", "synchronize_rcu"),
+                ("synchronize_sched", "synchronize_rcu"))
+HANG_SKIP = re.compile(r"sched|_lock|_slowlock|down|rwsem|completion|kthread|wait|synchronize|context_switch|"
+                       r"__switch_to|cancel_delayed_work|rcu_barrier")
+
+# Syscall entry wrappers, read as the syscall: the shortest name left by removing one of these.
+SYSCALL_PREFIXES = ("SYSC_", "SyS_", "sys_", "__x64_", "__ia32_", "__arm64_", "____sys_", "___sys_", "__sys_",
+                    "__se_", "__se_sys_", "__do_sys_", "compat_SYSC_", "compat_SyS_", "ksys_")
+
+
+def canonical_function(name: str) -> str:
+    """A frame as titles name it: compiler suffixes dropped, one syscall wrapper prefix removed."""
+    name = clean_function(name)
+    return min((name.removeprefix(p) for p in SYSCALL_PREFIXES), key=len)

@@ -171,9 +171,11 @@ _TRACE_BOTTOM = re.compile(
 )
 # Exception entry frames: the trapped context's registers follow them, then its own frames
 # (a WARN() under panic_on_warn shows "... invalid_op", a register dump, then the caller).
-_EXCEPTION_ENTRY = re.compile(r"^(?:invalid_op|asm_exc_\w+|exc_\w+|page_fault|async_page_fault|general_protection|divide_error|do_invalid_op|do_error_trap)$")
+_EXCEPTION_ENTRY = re.compile(r"^(?:retint_kernel|invalid_op|asm_exc_\w+|exc_\w+|page_fault|async_page_fault|general_protection|divide_error|do_invalid_op|do_error_trap)$")
 # Lines that end a call trace for certain (rather than interleaving with it).
 _TRACE_END = re.compile(r"^(?:RIP|IP:|Code:|---\[|Modules linked in|CPU: |Kernel panic|RSP|CR2|Mem-Info|NMI backtrace|Kernel Offset|Sending NMI|Call Trace|Call trace|\S+ invoked oom-killer|INFO: |BUG: |WARNING: )")
+# A new report's first line: the trace above it has ended.
+_TRACE_HEAD = re.compile(r"^(?:INFO: |BUG: |WARNING: |Kernel panic|NMI backtrace|Sending NMI|\S+ invoked oom-killer)")
 _KERNEL_RIP = re.compile(r"^(?:RIP: (?:0010|0060):|IP: \[<|IP: [A-Za-z_]|RIP \[<|pc : |EIP: 0060:)")
 
 
@@ -435,6 +437,7 @@ def extract(r: Report) -> None:
     misses = 0
     modules_open = False
     context: str | None = None
+    left_irq = False  # past "</IRQ>": the interrupted context's registers, then its frames, follow
     for line in r.lines:
         t = line.text
         if modules_open:
@@ -452,6 +455,7 @@ def extract(r: Report) -> None:
             if mk:
                 ctx = mk.group("ctx")
                 context = None if ctx.startswith("/") or ctx == "EOI" else ctx.strip("#")
+                left_irq = left_irq or ctx.startswith("/")
                 rest = mk.group("rest")
                 if rest:
                     fr = _parse_frame(rest, context)
@@ -460,12 +464,13 @@ def extract(r: Report) -> None:
                 continue
             if _CUT.search(t):
                 r.trace_cut = True
-            elif misses < 3 and not _TRACE_END.match(t):
+            elif misses < 6 and not _TRACE_END.match(t):
                 # Other messages interleave with a trace on busy consoles; keep reading.
                 misses += 1
                 continue
-            elif (context is not None or (r.trace and _EXCEPTION_ENTRY.match(r.trace[-1].function or ""))) \
-                    and misses < 40 and not t.startswith(("---[", "Kernel panic")):
+            elif (context is not None or left_irq or (r.trace and _EXCEPTION_ENTRY.match(r.trace[-1].function or ""))) \
+                    and misses < 40 and not t.startswith(("---[", "Kernel panic", "Call Trace", "Call trace")) \
+                    and not _TRACE_HEAD.match(t):
                 if r.rip is None:  # the trapped context's RIP sits in this register block
                     r.rip = _parse_rip(t)
                 # Inside <IRQ>/<NMI>: the interrupted context's registers sit between the
