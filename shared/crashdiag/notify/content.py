@@ -12,7 +12,6 @@ from .messages import Block, Message, text_for
 CAUSE_LIMIT = 320
 EXCERPT_BYTES = 64 * 1024
 MAX_LOG_READ = 32 * 1024 * 1024  # bigger logs are not read again: the evidence lines are the excerpt
-GROUP_LIST_LIMIT = 60  # instance ids named per group in a digest
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[。！？])")
 
@@ -44,12 +43,18 @@ def who(notice: dict[str, Any]) -> str:
     return notice.get("source_name") or "?"
 
 
-def _fix_text(d: dict[str, Any], T: dict[str, str]) -> str:
+def _fix_text(d: dict[str, Any], T: dict[str, str], lang: str) -> str:
+    """The fix status in the message's language. The classifier's ``fix_detail`` is English
+    prose: English messages quote it, others say the same from the status and the running
+    kernel (the fixed version is in the first step and the full report)."""
     status = d.get("fix_status")
     if not status:
         return T["fix.none"]
-    if d.get("fix_detail"):
+    if lang == "en" and d.get("fix_detail"):
         return f"{T.get(f'fixw.{status}', status)}: {d['fix_detail']}"
+    release = (d.get("kernel") or {}).get("release")
+    if release and f"fixk.{status}" in T:
+        return T[f"fixk.{status}"].format(release=plain(release, 100))
     return T.get(f"fix.{status}", str(status))
 
 
@@ -76,7 +81,8 @@ def card(notice: dict[str, Any], report: dict[str, Any], lang: str, *, link: str
     blocks.append(Block("field", T["kind"], {"value": d.get("kind")}))
     failure = report.get("failure") or None
     if failure:  # the log could not be collected: say why and what to do
-        cause, step = failure.get("reason") or T["no_crash"], failure.get("advice") or T["step_none"]
+        cause = T["failed"].format(reason=failure["reason"]) if failure.get("reason") else T["no_crash"]
+        step = failure.get("advice") or T["step_none"]
     elif d.get("kind") == "none":
         cause, step = T["no_crash"], T["step_none"]
     elif rule:
@@ -87,12 +93,14 @@ def card(notice: dict[str, Any], report: dict[str, Any], lang: str, *, link: str
         cause, step = T["no_rule"], T["step_none"]
     blocks.append(Block("field", T["cause"], {"value": cause}))
     blocks.append(Block("field", T["first_step"], {"value": step}))
-    blocks.append(Block("field", T["fix"], {"value": _fix_text(d, T)}))
+    blocks.append(Block("field", T["fix"], {"value": _fix_text(d, T, lang)}))
     mods = d.get("modules") or {}
     suspect = mods.get("suspect")
-    blocks.append(Block("field", T["suspect"], {"value": (f"{suspect} ({mods['suspect_reason']})" if suspect and mods.get("suspect_reason")
-                                                          else suspect or T["none"])}))
-    blocks.append(Block("field", T["confidence"], {"value": d.get("confidence") or T["none"]}))
+    # the classifier says why a module is suspect in English: other languages name the module only
+    why = mods.get("suspect_reason") if lang == "en" else None
+    blocks.append(Block("field", T["suspect"], {"value": f"{suspect} ({why})" if suspect and why else suspect or T["none"]}))
+    confidence = d.get("confidence")
+    blocks.append(Block("field", T["confidence"], {"value": T.get(f"conf.{confidence}", confidence) if confidence else T["none"]}))
     method = col.get("method")
     how = T["uploaded"].format(source=plain(notice.get("source_name") or "", 200)) if method == "inbox" else _collection_label(method, lang)
     blocks.append(Block("field", T["log"], {"value": f"{how} ({T['complete'] if col.get('complete') else T['partial']})"}))
@@ -113,19 +121,26 @@ def card(notice: dict[str, Any], report: dict[str, Any], lang: str, *, link: str
     return Message(T["subject"], {"instance": name, "title": d.get("title") or d.get("kind")}, blocks, notice["id"], attachments)
 
 
-def digest(fresh: list[tuple[dict[str, Any], dict[str, Any] | None]], repeats: list[dict[str, Any]], lang: str, ref: str) -> Message:
+def _numbered(template: str, T: dict[str, str], part: tuple[int, int] | None) -> str:
+    """A title template with "(part/parts)" when a digest goes out in several messages."""
+    return T["part"].replace("{title}", template) if part and part[1] > 1 else template
+
+
+def digest(fresh: list[tuple[dict[str, Any], dict[str, Any] | None]], repeats: list[dict[str, Any]], lang: str, ref: str,
+           part: tuple[int, int] | None = None) -> Message:
     """Many incidents in one message: fresh ones grouped by fingerprint (with the cause and
-    first step of the group's first report), then repeats as counts."""
+    first step of the group's first report, and every instance), then repeats as counts.
+    ``part``: (n, of) when this is one of several messages of one digest."""
     T = text_for(lang)
     groups: OrderedDict[str, list[tuple[dict, dict | None]]] = OrderedDict()
     for notice, rep in fresh:
         groups.setdefault(notice.get("fingerprint") or f"kind:{notice.get('kind')}", []).append((notice, rep))
     ordered = sorted(groups.items(), key=lambda kv: -len(kv[1]))
     if not fresh:
-        return followup(repeats, lang, ref)
+        return followup(repeats, lang, ref, part)
     count = len(fresh) + len(repeats)
-    params = {"count": count, "groups": len(groups)}
-    blocks = [Block("title", T["digest_title"], params), Block("text", T["digest_intro"])]
+    params = {"count": count, "groups": len(groups), "part": (part or (1, 1))[0], "parts": (part or (1, 1))[1]}
+    blocks = [Block("title", _numbered(T["digest_title"], T, part), params), Block("text", T["digest_intro"])]
     for fp, members in ordered:
         first_notice, first_report = members[0]
         d = (first_report or {}).get("diagnosis") or {}
@@ -141,23 +156,21 @@ def digest(fresh: list[tuple[dict[str, Any], dict[str, Any] | None]], repeats: l
                 blocks.append(Block("field", T["first_step"], {"value": steps[0]}))
         elif d.get("kind") == "none":
             blocks.append(Block("field", T["cause"], {"value": T["no_crash"]}))
-        names = [who(n) for n, _ in members]
-        shown = names[:GROUP_LIST_LIMIT]
-        more = T["more"].format(count=len(names) - len(shown)) if len(names) > len(shown) else ""
-        blocks.append(Block("list", T["instances"], lines=tuple(shown), note=more))
+        # every instance is named: a digest too big for one robot message is split, not cut
+        blocks.append(Block("list", T["instances"], lines=tuple(who(n) for n, _ in members)))
     if repeats:
         blocks.append(Block("heading", T["repeats_heading"]))
         blocks += _repeat_items(repeats, T)
-    return Message(T["digest_subject"], params, blocks, ref)
+    return Message(_numbered(T["digest_subject"], T, part), params, blocks, ref)
 
 
-def followup(repeats: list[dict[str, Any]], lang: str, ref: str) -> Message:
+def followup(repeats: list[dict[str, Any]], lang: str, ref: str, part: tuple[int, int] | None = None) -> Message:
     T = text_for(lang)
     instances = {n.get("instance_id") for n in repeats}
-    params = {"count": len(repeats), "instances": len(instances)}
-    blocks = [Block("title", T["followup_title"], params), Block("text", T["followup_intro"])]
+    params = {"count": len(repeats), "instances": len(instances), "part": (part or (1, 1))[0], "parts": (part or (1, 1))[1]}
+    blocks = [Block("title", _numbered(T["followup_title"], T, part), params), Block("text", T["followup_intro"])]
     blocks += _repeat_items(repeats, T)
-    return Message(T["followup_subject"], params, blocks, ref)
+    return Message(_numbered(T["followup_subject"], T, part), params, blocks, ref)
 
 
 def _repeat_items(repeats: list[dict[str, Any]], T: dict[str, str]) -> list[Block]:

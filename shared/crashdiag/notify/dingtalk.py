@@ -4,15 +4,18 @@ Signed mode ("加签"), as DingTalk checks it: the webhook gets ``timestamp`` (e
 milliseconds, within one hour of DingTalk's clock) and ``sign``, the URL-encoded
 base64 of HMAC-SHA256 keyed with the secret over ``f"{timestamp}\\n{secret}"``.
 
-DingTalk answers HTTP 200 for most failures, with a non-zero ``errcode``:
+DingTalk answers HTTP 200 for most failures, with a non-zero ``errcode``; each is handled
+by what it means (docs/NOTIFY.md, "Failures"):
 
-- 130101: more than 20 messages in a minute; the robot is throttled for 10 minutes ->
-  ``THROTTLED`` (back-pressure: the notifier holds messages, nothing is lost);
-- 310000: keyword, signature (or its timestamp) or IP allowlist rejected -> ``REJECTED``
-  (a configuration error: said clearly, not retried);
-- -1 (system busy), HTTP 5xx, network errors and timeouts: retried here a few times
-  with backoff (tenacity), then ``FAILED`` (the notifier retries later, a bounded number
-  of times);
+- throttled, 130101 and 410100 (over 20 messages a minute, then 10 minutes of silence)
+  -> ``THROTTLED``: the notifier keeps the message and writes the throttle mark;
+- configuration, 310000 (keyword, signature or its timestamp, IP allowlist), 300001 and
+  300005 (no robot has this access_token) -> ``REJECTED``, with what to fix;
+- content, 460101 (the body is over 20,000 bytes) -> ``TOO_LONG``: the notifier splits or
+  shortens the message and sends again;
+- transient, -1 (system busy), HTTP 5xx/429, network errors and timeouts: retried here a
+  few times with backoff (tenacity), then ``FAILED`` (the notifier retries later, a
+  bounded number of times);
 - any other errcode or HTTP 4xx -> ``REJECTED``.
 
 Nothing here puts the webhook URL (its access_token) or the secret into a message,
@@ -40,6 +43,7 @@ from .outcome import (
     REJECTED,
     SENT,
     THROTTLED,
+    TOO_LONG,
     Outcome,
     Transient,
     deliver_with_retries,
@@ -48,10 +52,26 @@ from .outcome import (
 
 log = logging.getLogger("crashdiag.notify.dingtalk")
 
-ERR_THROTTLED = 130101
-ERR_REJECTED = 310000
+ERR_THROTTLED = (130101, 410100)  # the older and the current code for "sending too fast"
+ERR_SECURITY = 310000
+ERR_TOKEN = (300001, 300005)
+ERR_TOO_LONG = 460101
 ERR_BUSY = -1
 TIMESTAMP_WINDOW_MS = 3600 * 1000  # DingTalk's allowance for the signed timestamp
+# DingTalk refuses a body over 20,000 bytes (errcode 460101): bytes of the whole JSON body
+# as sent, UTF-8. We aim a little below it.
+MAX_BODY_BYTES = 20000
+BODY_BUDGET = 19500
+
+# What to fix for each way the robot's security check fails; DingTalk names the reason in
+# errmsg ("keywords not in content", "sign not match", "invalid timestamp", the IP).
+_SECURITY_FIX = (
+    (("keyword", "关键词"), "the message lacks the robot's keyword: set DINGTALK_KEYWORD to one of the keywords in the robot's security settings"),
+    (("sign", "签名"), "the signature does not match: set DINGTALK_SECRET to the robot's 加签 secret (SEC...), or clear it if the robot does not sign"),
+    (("timestamp", "时间戳"), "the signed timestamp is more than an hour from DingTalk's clock: check this machine's clock"),
+    (("ip ", "whitelist", "白名单"), "this function's egress IP is not in the robot's IP allowlist: give the functions a fixed egress IP "
+           "(Function Compute in a VPC behind a NAT gateway) and add it, or use the keyword or sign setting instead"),
+)
 
 
 def sign(secret: str, timestamp_ms: int) -> str:
@@ -69,12 +89,30 @@ def at_mobiles(raw: str) -> tuple[str, ...]:
     return tuple(out)
 
 
-def payload(msg: Message, *, keyword: str = "", mobiles: tuple[str, ...] = (), at_all: bool = False) -> dict[str, Any]:
-    """A markdown message. The keyword (if any) is always in the text; @mentions need the
-    numbers in the text as well as in ``at``."""
-    title, text = to_markdown(msg, keyword=keyword, at_mobiles=mobiles)
-    return {"msgtype": "markdown", "markdown": {"title": title, "text": text},
-            "at": {"atMobiles": list(mobiles), "isAtAll": bool(at_all)}}
+def payload(msg: Message, *, keyword: str = "", mobiles: tuple[str, ...] = (), at_all: bool = False,
+            budget: int | None = None) -> dict[str, Any]:
+    """A markdown message. The keyword (if any) is always in the text, as typed; @mentions
+    need the numbers in the text as well as in ``at``. With ``budget``, blocks that would
+    take the body past that many bytes are left out (the shortened card)."""
+    if not msg.mention:
+        mobiles, at_all = (), False
+    at = {"atMobiles": list(mobiles), "isAtAll": bool(at_all)}
+    limit = None
+    if budget is not None:
+        # what the wrapper, the title, the keyword and the mentions take leaves the rest for blocks
+        empty = {"msgtype": "markdown", "markdown": {"title": "", "text": ""}, "at": at}
+        limit = max(0, budget - body_size(empty))
+    title, text = to_markdown(msg, keyword=keyword, at_mobiles=mobiles, limit_bytes=limit)
+    return {"msgtype": "markdown", "markdown": {"title": title, "text": text}, "at": at}
+
+
+def body_bytes(body: dict[str, Any]) -> bytes:
+    """The HTTP body as it is sent (and as DingTalk measures it)."""
+    return json.dumps(body, ensure_ascii=False).encode("utf-8")
+
+
+def body_size(body: dict[str, Any]) -> int:
+    return len(body_bytes(body))
 
 
 class DingTalkRobot:
@@ -107,7 +145,7 @@ class DingTalkRobot:
         return f"{self._webhook}&timestamp={ts}&sign={sign(self._secret, ts)}"
 
     def post(self, body: dict[str, Any]) -> Outcome:
-        data = json.dumps(body, ensure_ascii=False).encode("utf-8")
+        data = body_bytes(body)
         return deliver_with_retries(lambda: self._post_once(data), self.attempts, self.sleep)
 
     def _post_once(self, data: bytes) -> Outcome:
@@ -133,14 +171,29 @@ class DingTalkRobot:
             errmsg = plain(redact(str(reply.get("errmsg", "")), self._secrets()), 200)
         except (ValueError, TypeError, AttributeError):
             raise Transient(f"DingTalk answered HTTP {status} without a JSON reply") from None
+        return self._meaning(errcode, errmsg)
+
+    @staticmethod
+    def _meaning(errcode: int, errmsg: str) -> Outcome:
+        """What an errcode means for the notifier (module docstring)."""
+        code = str(errcode)
         if errcode == 0:
-            return Outcome(SENT, "ok", "0")
-        if errcode == ERR_THROTTLED:
-            return Outcome(THROTTLED, f"DingTalk throttled the robot (errcode 130101: over 20 messages a minute): {errmsg}", str(errcode))
-        if errcode == ERR_REJECTED:
-            return Outcome(REJECTED, "DingTalk rejected the message (errcode 310000: keyword, signature/timestamp or IP allowlist). "
-                                     f"Check DINGTALK_KEYWORD, DINGTALK_SECRET, the robot's security settings and this machine's clock: {errmsg}",
-                           str(errcode))
+            return Outcome(SENT, "ok", code)
+        if errcode in ERR_THROTTLED:
+            return Outcome(THROTTLED, f"DingTalk throttled the robot (errcode {errcode}: over 20 messages a minute, "
+                                      f"perhaps with other senders on the same robot): {errmsg}", code)
+        if errcode == ERR_SECURITY:
+            low = errmsg.lower()
+            fixes = [fix for words, fix in _SECURITY_FIX if any(w in low for w in words)]
+            what = "; ".join(fixes) if fixes else (
+                "check DINGTALK_KEYWORD, DINGTALK_SECRET, the robot's IP allowlist and this machine's clock")
+            return Outcome(REJECTED, f"DingTalk's security check refused the message (errcode 310000): {what}. DingTalk said: {errmsg}", code)
+        if errcode in ERR_TOKEN:
+            return Outcome(REJECTED, f"DingTalk knows no robot with this access_token (errcode {errcode}): the robot was removed, "
+                                     "or DINGTALK_WEBHOOK was copied wrong; copy the robot's webhook again (300005 also comes "
+                                     f"from robots in external groups, which cannot be used here). DingTalk said: {errmsg}", code)
+        if errcode == ERR_TOO_LONG:
+            return Outcome(TOO_LONG, f"DingTalk refused a body over {MAX_BODY_BYTES} bytes (errcode 460101): {errmsg}", code)
         if errcode == ERR_BUSY:
-            raise Transient(f"DingTalk busy (errcode -1): {errmsg}", str(errcode))
-        return Outcome(REJECTED, f"DingTalk refused the message (errcode {errcode}): {errmsg}", str(errcode))
+            raise Transient(f"DingTalk busy (errcode -1): {errmsg}", code)
+        return Outcome(REJECTED, f"DingTalk refused the message (errcode {errcode}): {errmsg}", code)

@@ -5,8 +5,7 @@ sentence from ``TEXT``); its ``params`` and ``lines`` are untrusted (they come f
 guest's log: titles, process and module names, log lines) and are escaped by the
 renderer for its medium, through ``crashdiag.reports.escape``:
 
-- DingTalk Markdown: ``md`` (and ``<``/``>`` become full-width, so no renderer can read
-  a tag, whether or not it honours backslash escapes);
+- DingTalk Markdown: ``md_inert``, the least escaping that keeps text inert there (below);
 - plain text: ``plain``;
 - HTML: ``h``.
 
@@ -17,11 +16,13 @@ out of the card.
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from ..reports.escape import h, md, plain
+from ..reports.escape import h, plain
 
 TEXT: dict[str, dict[str, str]] = {
     "en": {
@@ -51,6 +52,13 @@ TEXT: dict[str, dict[str, str]] = {
         "fixw.fixed": "already fixed in the running kernel",
         "fixw.unknown": "unknown",
         "fix.none": "no fixed kernel version is known",
+        "fixk.affected": "affected: the running kernel {release} predates the fix",
+        "fixk.fixed": "the running kernel {release} already carries the fix: look for another cause",
+        "conf.high": "high",
+        "conf.medium": "medium",
+        "conf.low": "low",
+        "failed": "The crash log could not be collected: {reason}",
+        "part": "{title} ({part}/{parts})",
         "none": "none",
         "complete": "complete",
         "partial": "partial",
@@ -64,7 +72,6 @@ TEXT: dict[str, dict[str, str]] = {
         "group": "{count} × {title}",
         "fingerprint": "Fingerprint",
         "instances": "Instances",
-        "more": "+{count} more",
         "repeats_heading": "Repeated crashes (same instance, same fingerprint, within 24 h)",
         "repeat_item": "{instance}: {title}: {count} more time(s), last at {last}",
         "followup_subject": "[crash] repeated crashes: {count} more on {instances} instance(s)",
@@ -98,6 +105,13 @@ TEXT: dict[str, dict[str, str]] = {
         "fixw.fixed": "当前运行的内核已包含修复",
         "fixw.unknown": "未知",
         "fix.none": "尚无已知的修复内核版本",
+        "fixk.affected": "受影响：当前运行的内核 {release} 早于修复版本",
+        "fixk.fixed": "当前运行的内核 {release} 已包含修复：请排查其他原因",
+        "conf.high": "高",
+        "conf.medium": "中",
+        "conf.low": "低",
+        "failed": "未能采集到宕机日志：{reason}",
+        "part": "{title}（第 {part}/{parts} 条）",
         "none": "无",
         "complete": "完整",
         "partial": "不完整",
@@ -111,7 +125,6 @@ TEXT: dict[str, dict[str, str]] = {
         "group": "{count} × {title}",
         "fingerprint": "指纹",
         "instances": "实例",
-        "more": "另有 {count} 台",
         "repeats_heading": "重复宕机（同一实例、同一指纹、24 小时内）",
         "repeat_item": "{instance}：{title}：又发生 {count} 次，最近一次 {last}",
         "followup_subject": "[宕机] 重复宕机：{instances} 台实例又发生 {count} 次",
@@ -151,14 +164,30 @@ class Message:
     blocks: list[Block]
     ref: str  # stable id of what is told (notice or digest id): the email's Message-ID
     attachments: list[tuple[str, bytes]] = field(default_factory=list)
+    mention: bool = True  # @ the configured people (the later parts of a split digest do not)
 
 
 # -- escaping per medium ---------------------------------------------------------------------
 
 
+# DingTalk's markdown subset (headings, quotes, bold/italic, links, images, lists:
+# https://open.dingtalk.com/document/orgapp/robot-message-types-and-data-format) says
+# nothing of backslash escapes, and a client that does not honour them shows the backslash.
+# So only what can start markup inside a line is escaped: '\\', '_', '*', '`', '[' and ']'
+# (a link or an image needs '['). The bridges that escape at all do these (Telegram-style
+# legacy Markdown bridges exactly '_', '*', '`', '['; satorijs/satori's DingTalk adapter
+# also the line-start markers and '(', which cannot act here). '<' and '>' become
+# full-width (no tag, no autolink, whatever the renderer does with HTML), and so does the
+# '&' of an HTML entity (no '&lt;img' turned back into a tag). Line-start markers ('#',
+# '>', '-', '1.') cannot act: untrusted text is one line and never starts one.
+_MD_INERT = re.compile(r"[\\_*`\[\]]")
+_ENTITY = re.compile(r"&(?=#?[A-Za-z0-9]+;)")
+
+
 def md_inert(value: object, limit: int = 500) -> str:
-    """Inline DingTalk Markdown: ``md`` escaping, and no '<' or '>' left at all."""
-    return md(value, limit).replace("\\<", "\uff1c").replace("\\>", "\uff1e")
+    """Untrusted text inline in a DingTalk markdown message: readable, and inert."""
+    s = _MD_INERT.sub(lambda m: "\\" + m.group(0), plain(value, limit))
+    return _ENTITY.sub("\uff06", s).replace("<", "\uff1c").replace(">", "\uff1e")
 
 
 def _fill(template: str, params: dict[str, Any], esc) -> str:
@@ -176,12 +205,13 @@ def subject_text(msg: Message) -> str:
     return plain(_fill(msg.subject, msg.subject_params, lambda v: plain(v, 150)), 250)
 
 
-MARKDOWN_LIMIT = 15000  # characters of blocks in one robot message (DingTalk caps a message's size)
+def _json_len(text: str) -> int:
+    """Bytes ``text`` takes inside a JSON string (UTF-8, with its escapes)."""
+    return len(json.dumps(text, ensure_ascii=False).encode("utf-8")) - 2
 
 
-def to_markdown(msg: Message, *, keyword: str = "", at_mobiles: tuple[str, ...] = (), limit: int = MARKDOWN_LIMIT) -> tuple[str, str]:
-    """(title, text) of a DingTalk markdown message; blocks past ``limit`` characters are
-    cut (the email carries everything), the keyword and the mentions never are."""
+def markdown_parts(msg: Message) -> list[str]:
+    """The DingTalk markdown of each block (email-only blocks left out)."""
     out: list[str] = []
     for b in msg.blocks:
         if b.email_only:
@@ -204,20 +234,32 @@ def to_markdown(msg: Message, *, keyword: str = "", at_mobiles: tuple[str, ...] 
             url = _safe_url(b.url)
             if url:
                 out.append(f"[{b.template}]({url})" + (f" ({b.note})" if b.note else ""))
-    size = 0
-    for i, part in enumerate(out):
-        size += len(part) + 2
-        if size > limit:
-            out = out[:i] + ["…"]
-            break
-    if keyword:
-        out.append(md_inert(keyword, 100))
-    if at_mobiles:
-        out.append(" ".join(f"@{m}" for m in at_mobiles))
+    return out
+
+
+def to_markdown(msg: Message, *, keyword: str = "", at_mobiles: tuple[str, ...] = (),
+                limit_bytes: int | None = None) -> tuple[str, str]:
+    """(title, text) of a DingTalk markdown message. The keyword is in the text as typed
+    (the robot looks for it there) and in the title. With ``limit_bytes`` (what title and
+    text may take inside the JSON body), the blocks that do not fit are left out and an
+    ellipsis says so; the keyword and the mentions never are."""
+    out = markdown_parts(msg)
     title = subject_text(msg)
+    keyword = plain(keyword, 200).strip()
     if keyword and keyword not in title:
-        title = f"{title} {plain(keyword, 100)}"
-    return title, "\n\n".join(out)
+        title = f"{title} {keyword}"
+    tail = ([keyword] if keyword else []) + ([" ".join(f"@{m}" for m in at_mobiles)] if at_mobiles else [])
+    if limit_bytes is not None:
+        room = limit_bytes - _json_len(title) - sum(_json_len(t) + 4 for t in tail) - _json_len("…") - 4
+        kept, used = [], 0
+        for part in out:
+            used += _json_len(part) + 4  # and the blank line ("\n\n") that joins it
+            if used > room:
+                kept.append("…")
+                break
+            kept.append(part)
+        out = kept
+    return title, "\n\n".join(out + tail)
 
 
 def to_text(msg: Message) -> str:

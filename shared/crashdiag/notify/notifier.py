@@ -29,6 +29,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, Protocol
 
 from ..cloud.store import ObjectStore, check_key
@@ -36,11 +37,11 @@ from ..settings import Settings
 from . import content
 from .ledger import Ledger, Store, View
 from .messages import Message
-from .outcome import DEFERRED, FAILED, REJECTED, SENT, THROTTLED, Outcome
+from .outcome import DEFERRED, FAILED, REJECTED, SENT, THROTTLED, TOO_LONG, Outcome
 
 log = logging.getLogger("crashdiag.notify")
 
-THROTTLE_SECONDS = 600  # DingTalk: over 20 a minute, then 10 minutes of silence
+THROTTLE_SECONDS = 600  # DingTalk: over 20 a minute, then 10 minutes of silence (130101; 410100 is not said to differ)
 GAVE_UP = "gave_up"
 TERMINAL = (SENT, REJECTED, GAVE_UP)
 OUTBOX_DAYS = 2  # the flush looks at pointers of today and yesterday
@@ -53,7 +54,8 @@ class Channel(Protocol):
     def transport(self) -> str: ...
     @property
     def rate_limited(self) -> bool: ...
-    def deliver(self, msg: Message) -> Outcome: ...
+    def fits(self, msg: Message) -> bool: ...
+    def deliver(self, msg: Message, *, shorten: bool = False) -> Outcome: ...
 
 
 def _iso(t: float) -> str:
@@ -192,19 +194,57 @@ class Notifier:
         n = v.next
         if not led.claim(n, holder=holder, now=now, lease=self.settings.notify_lease_seconds, via="direct"):
             return None  # a racing invocation took this attempt
-        if ch.rate_limited and not self._rate_slot(ch, now, holder):
-            out = Outcome(DEFERRED, "this minute's robot message budget is used up; held for the next flush")
-            led.record(n, out, now=self.now(), via="direct", transport=ch.transport)
-            return out
-        if report is None:
-            report = self.store.get_json(notice["report_key"]) or {}
-        with_excerpt = ch.name == "email"
-        ck = f"card:{with_excerpt}"
-        if ck not in cache:
-            cache[ck] = self._card(notice, report, with_excerpt)
-        out = self._deliver(ch, cache[ck], [notice["prefix"]])
-        self._after(led, ch, n, out, v.failures, via="direct")
+
+        def build() -> Message:
+            nonlocal report
+            if report is None:
+                report = self.store.get_json(notice["report_key"]) or {}
+            ck = f"card:{ch.name == 'email'}"
+            if ck not in cache:
+                cache[ck] = self._card(notice, report, ch.name == "email")
+            return cache[ck]
+
+        return self._send_chunk(ch, [(notice, v, led)], build, via="direct", holder=holder)
+
+    def _send_chunk(self, ch: Channel, members: list[tuple[dict, View, Ledger]], build: Callable[[], Message], *, via: str,
+                    holder: str, digest_ref: str = "", reports: dict[str, dict | None] | None = None) -> Outcome:
+        """Send one message about ``members`` (claimed) and record its outcome for each:
+        one of the minute's robot slots first; a 460101 (too long) splits a digest in two
+        or shortens a card, and sends again."""
+        now = self.now()
+        out = self._hold(ch, now, holder)
+        msg = None
+        if out is None:
+            msg = build()
+            out = self._deliver(ch, msg, [n["prefix"] for n, _, _ in members])
+            if out.status == TOO_LONG:
+                log.warning("%s: %s; %s", ch.name, out.detail, "splitting the digest" if digest_ref and len(members) > 1 else "shortening")
+                if digest_ref and len(members) > 1:
+                    mid = len(members) // 2
+                    outs = [self._send_chunk(ch, half, partial(self._digest, half, f"{digest_ref}-{k}", reports=reports),
+                                             via=via, holder=holder, digest_ref=f"{digest_ref}-{k}", reports=reports)
+                            for k, half in (("a", members[:mid]), ("b", members[mid:]))]
+                    return outs[0] if outs[0].status != SENT else outs[1]
+                out = self._hold(ch, self.now(), holder) or ch.deliver(msg, shorten=True)
+                if out.status == TOO_LONG:
+                    out = Outcome(REJECTED, f"{out.detail}, even shortened", out.code)
+        for _, v, led in members:
+            self._after(led, ch, v.next, out, v.failures, via=via)
+        if digest_ref:
+            self.store.put(f"notify/digests/{digest_ref}.{ch.name}.json",
+                           {"channel": ch.name, "at": now, "members": [n["prefix"] for n, _, _ in members], **out.to_json()})
         return out
+
+    def _hold(self, ch: Channel, now: float, holder: str) -> Outcome | None:
+        """Why a robot message may not go out now (the robot is throttled, or this minute's
+        budget is used up), or None when it may: then it has taken its slot."""
+        if not ch.rate_limited:
+            return None
+        if self._throttled(ch, now):
+            return Outcome(DEFERRED, "DingTalk throttles the robot; held for a later flush")
+        if not self._rate_slot(ch, now, holder):
+            return Outcome(DEFERRED, "this minute's robot message budget is used up; held for the next flush")
+        return None
 
     def _deliver(self, ch: Channel, msg: Message, prefixes: list[str]) -> Outcome:
         out = ch.deliver(msg)
@@ -246,6 +286,9 @@ class Notifier:
     def _rate_slot(self, ch: Channel, now: float, holder: str) -> bool:
         """One of this calendar minute's NOTIFY_RATE_PER_MINUTE robot messages."""
         return self._take_slot(f"notify/rate/{ch.name}/{_minute(now)}/", self.settings.notify_rate_per_minute, {"holder": holder, "at": now})
+
+    def _card_of(self, notice: dict[str, Any], with_excerpt: bool) -> Message:
+        return self._card(notice, self.store.get_json(notice["report_key"]) or {}, with_excerpt)
 
     def _card(self, notice: dict[str, Any], report: dict[str, Any], with_excerpt: bool) -> Message:
         prefix = notice["prefix"]
@@ -308,26 +351,19 @@ class Notifier:
                 continue
             for notice, _, _ in claimed:
                 touched[notice["id"]] = notice
-            if ch.rate_limited and not self._rate_slot(ch, now, holder):
-                out = Outcome(DEFERRED, "this minute's robot message budget is used up; held for the next flush")
-                for _, v, led in claimed:
-                    led.record(v.next, out, now=now, via=ref, transport=ch.transport)
-                continue
-            single = len(claimed) == 1 and claimed[0][0]["mode"] != "repeat"
-            if single:
+            if len(claimed) == 1 and claimed[0][0]["mode"] != "repeat":
                 notice = claimed[0][0]
-                msg = self._card(notice, self.store.get_json(notice["report_key"]) or {}, ch.name == "email")
-                via = "flush"
-            else:
-                msg = self._digest(claimed, ref)
-                via = ref
-            out = self._deliver(ch, msg, [n["prefix"] for n, _, _ in claimed])
-            for _, v, led in claimed:
-                self._after(led, ch, v.next, out, v.failures, via=via)
-            if not single:
-                self.store.put(f"notify/digests/{ref}.{ch.name}.json",
-                               {"channel": ch.name, "at": now, "members": [n["prefix"] for n, _, _ in claimed], **out.to_json()})
-            log.info("flush %s: %d incident(s) in one message: %s", ch.name, len(claimed), out.status)
+                build = partial(self._card_of, notice, ch.name == "email")
+                out = self._send_chunk(ch, claimed, build, via="flush", holder=holder)
+                log.info("flush %s: one incident: %s", ch.name, out.status)
+                continue
+            reports: dict[str, dict | None] = {}
+            chunks = self._chunks(ch, claimed, ref, reports)
+            for k, members in enumerate(chunks, 1):
+                part_ref = ref if len(chunks) == 1 else f"{ref}-p{k}"
+                build = partial(self._digest, members, part_ref, part=(k, len(chunks)), reports=reports)
+                out = self._send_chunk(ch, members, build, via=ref, holder=holder, digest_ref=part_ref, reports=reports)
+                log.info("flush %s: %d incident(s) in message %d of %d: %s", ch.name, len(members), k, len(chunks), out.status)
         return [self.summarise(n) for n in touched.values()]
 
     def _pending_notices(self, now: float) -> list[dict[str, Any]]:
@@ -361,17 +397,47 @@ class Notifier:
         h = hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()[:10]
         return f"digest-{dt.datetime.fromtimestamp(now, dt.timezone.utc):%Y%m%dT%H%M%S}-{h}"
 
-    def _digest(self, claimed: list[tuple[dict, View, Ledger]], ref: str) -> Message:
+    def _chunks(self, ch: Channel, claimed: list[tuple[dict, View, Ledger]], ref: str,
+                reports: dict[str, dict | None]) -> list[list[tuple[dict, View, Ledger]]]:
+        """The claimed incidents in digest order, cut into runs whose digest fits one message
+        of the channel (halving until each does): a storm too big for one robot message
+        goes out in several, every incident in exactly one."""
+        sizes: dict[str, int] = {}
+        for n, _, _ in claimed:
+            if n["mode"] != "repeat":
+                g = self._group(n)
+                sizes[g] = sizes.get(g, 0) + 1
+        rank = {g: i for i, g in enumerate(sorted(sizes, key=lambda g: -sizes[g]))}
+        ordered = sorted(claimed, key=lambda c: (c[0]["mode"] == "repeat", rank.get(self._group(c[0]), 0),
+                                                 float(c[0].get("created_at", 0)), c[0]["id"]))
+
+        def split(items: list[tuple[dict, View, Ledger]]) -> list[list[tuple[dict, View, Ledger]]]:
+            if len(items) == 1 or ch.fits(self._digest(items, ref, part=(1, 2), reports=reports)):
+                return [items]
+            mid = len(items) // 2
+            return split(items[:mid]) + split(items[mid:])
+
+        return split(ordered)
+
+    @staticmethod
+    def _group(notice: dict[str, Any]) -> str:
+        return notice.get("fingerprint") or f"kind:{notice.get('kind')}"
+
+    def _digest(self, claimed: list[tuple[dict, View, Ledger]], ref: str, *, part: tuple[int, int] | None = None,
+                reports: dict[str, dict | None] | None = None) -> Message:
         fresh_notices = [n for n, _, _ in claimed if n["mode"] != "repeat"]
         repeats = [n for n, _, _ in claimed if n["mode"] == "repeat"]
-        reports: dict[str, dict | None] = {}
+        reports = {} if reports is None else reports
         fresh = []
         for n in fresh_notices:
-            group = n.get("fingerprint") or f"kind:{n.get('kind')}"
+            group = self._group(n)
             if group not in reports:  # one report per group gives its cause and first step
                 reports[group] = self.store.get_json(n["report_key"])
             fresh.append((n, reports[group]))
-        return content.digest(fresh, repeats, self.settings.lang, ref)
+        msg = content.digest(fresh, repeats, self.settings.lang, ref, part)
+        if part and part[0] > 1:
+            msg.mention = False  # @ people once per digest, not once per part
+        return msg
 
     # -- the record ---------------------------------------------------------------------------
 

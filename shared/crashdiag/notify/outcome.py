@@ -7,9 +7,10 @@ from dataclasses import dataclass
 
 SENT = "sent"
 FAILED = "failed"  # transient (network, 5xx, 4xx SMTP): retried later, a bounded number of times
-THROTTLED = "throttled"  # back-pressure (DingTalk 130101): held, not counted as a failure
-REJECTED = "rejected"  # configuration (DingTalk 310000, SMTP auth, bad address): final, not retried
-DEFERRED = "deferred"  # not attempted (our own rate budget): held
+THROTTLED = "throttled"  # back-pressure (DingTalk 130101, 410100): held, not counted as a failure
+REJECTED = "rejected"  # configuration (DingTalk 310000/300001/300005, SMTP auth, bad address): final, not retried
+DEFERRED = "deferred"  # not attempted (our own rate budget, or the robot is throttled): held
+TOO_LONG = "too_long"  # content (DingTalk 460101): the notifier splits or shortens the message and sends again
 
 
 @dataclass(frozen=True)
