@@ -74,12 +74,21 @@ def text(value) -> str:
     raise AssertionError(f"not a string-like template value: {value!r}")
 
 
+def managed_policies_of(role_id: str) -> list[str]:
+    """The ALIYUN::RAM::ManagedPolicy resources attached to a role (by its RoleName)."""
+    return [lid for lid, r in of_type("ALIYUN::RAM::ManagedPolicy").items()
+            if {"Fn::GetAtt": [role_id, "RoleName"]} in r["Properties"].get("Roles", [])]
+
+
 def statements(role_id: str) -> list[dict]:
-    """Every policy statement of a role's inline policies, both branches of any Fn::If."""
+    """Every policy statement of a role: its inline policies (both branches of any Fn::If)
+    and the managed policies attached to it."""
     out = []
     for node in walk(props(role_id).get("Policies", [])):
         if isinstance(node, dict) and "PolicyDocument" in node:
             out.extend(node["PolicyDocument"]["Statement"])
+    for lid in managed_policies_of(role_id):
+        out.extend(props(lid)["PolicyDocument"]["Statement"])
     return out
 
 
@@ -101,11 +110,22 @@ def resources_for(role_id: str, action: str) -> list[str]:
     return out
 
 
-def role_of_service() -> str:
-    (service,) = of_type("ALIYUN::FC::Service").values()
-    role_id, attr = service["Properties"]["Role"]["Fn::GetAtt"]
+def service_of(function: str) -> str:
+    """The logical id of the ALIYUN::FC::Service a function belongs to (by service name)."""
+    name = text(FUNCTIONS[function]["ServiceName"])
+    (lid,) = [lid for lid, r in of_type("ALIYUN::FC::Service").items() if text(r["Properties"]["ServiceName"]) == name]
+    return lid
+
+
+def role_of(function: str) -> str:
+    """The RAM role a function runs with: its service's (FC 2.0 roles belong to services)."""
+    role_id, attr = props(service_of(function))["Role"]["Fn::GetAtt"]
     assert attr == "Arn"
     return role_id
+
+
+def service_roles() -> set[str]:
+    return {r["Properties"]["Role"]["Fn::GetAtt"][0] for r in of_type("ALIYUN::FC::Service").values()}
 
 
 def oss_triggers() -> dict[str, dict]:
@@ -211,12 +231,12 @@ def test_environment_variables_are_settings_the_code_reads(name):
 def test_on_ecs_event_knows_how_to_start_collect():
     env = FUNCTIONS["on_ecs_event"]["EnvironmentVariables"]
     assert env["CRASHDIAG_COLLECT_FUNCTION"] in FUNCTIONS and env["CRASHDIAG_COLLECT_FUNCTION"] == "collect"
-    (service,) = of_type("ALIYUN::FC::Service").values()
-    assert env["CRASHDIAG_FC_SERVICE"] == service["Properties"]["ServiceName"]
+    assert text(env["CRASHDIAG_FC_SERVICE"]) == text(props(service_of("collect"))["ServiceName"])
     assert re.fullmatch(r"https://\$\{ALIYUN::TenantId\}\.\$\{ALIYUN::Region\}-internal\.fc\.aliyuncs\.com",
                         text(env["CRASHDIAG_FC_ENDPOINT"]))
-    for name, fn in FUNCTIONS.items():
-        assert text(fn["ServiceName"]) == text(service["Properties"]["ServiceName"]), name
+    for name in FUNCTIONS:
+        deps = RESOURCES[FUNCTION_IDS[name]]["DependsOn"]
+        assert service_of(name) in ([deps] if isinstance(deps, str) else deps), name  # created after its service
 
 
 def test_collect_budget_fits_its_timeout():
@@ -236,8 +256,8 @@ def test_async_invocations_retry_and_keep_their_failures():
     assert len(queues) == 1
     ((queue_id, queue),) = queues.items()
     queue_name = text(queue["Properties"]["QueueName"])
-    role = role_of_service()
     for name in ("collect", "diagnose", "notify"):
+        role = role_of(name)
         cfg = FUNCTIONS[name]["AsyncConfiguration"]
         assert 1 <= cfg["MaxAsyncRetryAttempts"] <= 8, name
         assert cfg["MaxAsyncEventAgeInSeconds"] > 0
@@ -256,7 +276,8 @@ def _roles() -> dict[str, dict]:
 
 def test_roles_trust_the_right_services():
     trust = {lid: r["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"]["Service"] for lid, r in _roles().items()}
-    assert trust[role_of_service()] == ["fc.aliyuncs.com"]
+    for role in service_roles():
+        assert trust[role] == ["fc.aliyuncs.com"]
     for t in oss_triggers().values():
         assert trust[t["InvocationRole"]["Fn::GetAtt"][0]] == ["oss.aliyuncs.com"]
 
@@ -277,8 +298,76 @@ def ecs_actions_in_code() -> set[str]:
     return requests
 
 
-def test_ecs_actions_are_exactly_the_sdk_calls():
-    assert actions(role_of_service(), "ecs") == ecs_actions_in_code()
+def test_ecs_actions_are_exactly_the_sdk_calls_and_only_collect_has_them():
+    assert actions(role_of("collect"), "ecs") == ecs_actions_in_code()
+    for name in FUNCTIONS:
+        if name != "collect":
+            assert role_of(name) != role_of("collect"), name
+            assert not actions(role_of(name), "ecs"), f"{name} may call ECS"
+
+
+# Actions that cannot be scoped per instance stay on '*'; everything else is scoped to
+# this region and account's instances and Cloud Assistant commands.
+ECS_UNSCOPED = {"ecs:DescribeInstanceStatus", "ecs:DescribeInstances"}
+ECS_SCOPE = ["acs:ecs:${ALIYUN::Region}:${ALIYUN::TenantId}:instance/*",
+             "acs:ecs:${ALIYUN::Region}:${ALIYUN::TenantId}:command/*"]
+
+
+def test_ecs_permissions_are_scoped_to_instances_and_commands():
+    role = role_of("collect")
+    for action in actions(role, "ecs"):
+        if action in ECS_UNSCOPED:
+            assert resources_for(role, action) == ["*"], action
+        else:
+            assert resources_for(role, action) == ECS_SCOPE, action
+    for action in ("ecs:RunCommand", "ecs:DescribeInvocationResults", "ecs:DescribeCloudAssistantStatus",
+                   "ecs:GetInstanceConsoleOutput"):
+        assert action in actions(role) and action not in ECS_UNSCOPED
+
+
+def all_policy_documents() -> list[dict]:
+    docs = []
+    for node in walk(RESOURCES):
+        if isinstance(node, dict) and "PolicyDocument" in node:
+            docs.append(node["PolicyDocument"])
+        if isinstance(node, dict) and "AssumeRolePolicyDocument" in node:
+            docs.append(node["AssumeRolePolicyDocument"])
+    return docs
+
+
+def test_policy_resources_are_always_lists():
+    """PolicyDocument.Statement[].Resource is a list in the ROS/RAM grammar: ['*'], never '*'."""
+    docs = all_policy_documents()
+    assert docs
+    for doc in docs:
+        for st in doc["Statement"]:
+            if "Resource" in st:
+                assert isinstance(st["Resource"], list) and st["Resource"], st
+
+
+def test_no_value_drops_whole_properties_only():
+    """Fn::If ... ALIYUN::NoValue is documented at property level: never as a list item."""
+
+    def check(node, in_list: bool) -> None:
+        if isinstance(node, dict):
+            if "Fn::If" in node:
+                branches = node["Fn::If"][1:]
+                assert not (in_list and {"Ref": "ALIYUN::NoValue"} in branches), node
+            for v in node.values():
+                check(v, False)
+        elif isinstance(node, list):
+            for v in node:
+                check(v, True)
+
+    check(TEMPLATE, False)
+
+
+def test_logging_permission_exists_only_with_a_logstore():
+    policies = of_type("ALIYUN::RAM::ManagedPolicy")
+    for lid, r in policies.items():
+        assert r.get("Condition") == "HasLogging", lid
+    for role in service_roles():
+        assert "log:PostLogStoreLogs" in actions(role) and managed_policies_of(role), role
 
 
 # oss2 call -> the RAM action OSS authorises it as; constructors make no request.
@@ -308,22 +397,30 @@ def oss_actions_in_code() -> set[str]:
 
 
 def test_oss_actions_cover_the_store_calls_on_our_bucket_only():
-    role = role_of_service()
-    assert actions(role, "oss") == oss_actions_in_code()
     assert text(props("Bucket")["BucketName"]) == "${BucketName}"
-    for action in actions(role, "oss"):
-        for res in resources_for(role, action):
-            assert res in ("acs:oss:*:*:${BucketName}", "acs:oss:*:*:${BucketName}/*"), (action, res)
-    assert resources_for(role, "oss:ListObjects") == ["acs:oss:*:*:${BucketName}"]
+    for role in service_roles():
+        assert actions(role, "oss") == oss_actions_in_code()
+        for action in actions(role, "oss"):
+            for res in resources_for(role, action):
+                assert res in ("acs:oss:*:*:${BucketName}", "acs:oss:*:*:${BucketName}/*"), (action, res)
+        assert resources_for(role, "oss:ListObjects") == ["acs:oss:*:*:${BucketName}"]
+
+
+def test_the_incidents_bucket_outlives_the_stack():
+    assert RESOURCES["Bucket"].get("DeletionPolicy") == "Retain"
 
 
 def test_fc_invoke_is_scoped_to_collect():
-    role = role_of_service()
+    role = role_of("on_ecs_event")
+    collect_service = text(props(service_of("collect"))["ServiceName"])
     assert actions(role, "fc") == {"fc:InvokeFunction"}
     for res in resources_for(role, "fc:InvokeFunction"):
-        assert re.fullmatch(r"acs:fc:\$\{ALIYUN::Region\}:\$\{ALIYUN::TenantId\}:services/\$\{ServiceName\}(\.\*)?/functions/collect", res), res
-    assert set(actions(role)) - ecs_actions_in_code() - oss_actions_in_code() <= {
-        "fc:InvokeFunction", "mns:SendMessage", "log:PostLogStoreLogs"}
+        prefix = "acs:fc:${ALIYUN::Region}:${ALIYUN::TenantId}:services/" + collect_service
+        assert res in (prefix + "/functions/collect", prefix + ".*/functions/collect"), res
+    assert not actions(role_of("collect"), "fc")  # collect starts nothing
+    for r in service_roles():
+        assert set(actions(r)) - ecs_actions_in_code() - oss_actions_in_code() <= {
+            "fc:InvokeFunction", "mns:SendMessage", "log:PostLogStoreLogs"}
 
 
 # -- event sources -----------------------------------------------------------------------------
@@ -438,6 +535,19 @@ def test_notify_fires_once_per_report_and_never_on_what_it_writes():
         assert not any(trigger_matches(t, key) for t in triggers.values()) or key in reports, f"{key} would trigger notify"
     for key in written:
         assert not any(trigger_matches(t, key) for t in oss_triggers().values()), f"{key} would trigger a function"
+
+
+def test_timers_spell_enable_and_set_no_time_zone():
+    """TriggerConfig's switch is Enable (aliyun/ros-templates resources/fc/function-invoker.yml);
+    CRON_TZ is documented for FC 3.0 timers only, so an FC 2.0 cron is plain (UTC)."""
+    timers = [t for t in (r["Properties"] for r in of_type("ALIYUN::FC::Trigger").values()) if t["TriggerType"] == "timer"]
+    assert len(timers) >= 3
+    for t in timers:
+        cfg = t["TriggerConfig"]
+        assert cfg.get("Enable") is True and "Enabled" not in cfg, t["TriggerName"]
+        assert "CRON_TZ" not in cfg["CronExpression"] and "TZ=" not in cfg["CronExpression"]
+        assert set(cfg) <= {"CronExpression", "Enable", "Payload"}
+    assert "CRON_TZ=" not in (ROOT / "template.yml").read_text(encoding="utf-8")
 
 
 def test_notify_flush_runs_on_a_timer():

@@ -87,7 +87,7 @@ class Settings:
     ecs_endpoint: str = ""  # default: ecs.<region>.aliyuncs.com
     # Function Compute async invocation of the collect stage; unset = run it in-process.
     fc_endpoint: str = ""  # https://<account>.<region>-internal.fc.aliyuncs.com
-    fc_service: str = "ecs-crashdiag"
+    fc_service: str = "ecs-crashdiag-collect"  # collect has its own service (template.yml)
     fc_collect_function: str = "collect"
     collect_wait_seconds: int = 600  # how long to wait for Running + Cloud Assistant online
     collect_command_timeout: int = 120  # RunCommand Timeout
