@@ -10,9 +10,11 @@ Each figure stands beside its reference measured in the same run:
   - cold start of each Function Compute handler in a fresh interpreter (bench/coldstart.py);
   - one sample crash event replayed end to end;
   - a 500-event crash storm through the pipeline over the local stand-ins (events/s);
-  - guilty-frame agreement with syzkaller's own titles on the peer cases (bench/frames.py).
+  - guilty-frame agreement with syzkaller's own titles on the peer cases (bench/frames.py);
+  - hostile logs (bench/adversarial.py): the slowest catalogue trap lines, and 5 MB hostile
+    inputs through classify and through diagnose + notify with redaction on.
 `python bench/run.py big frames` runs only the named parts (big, rss, seed, cli, coldstart,
-replay, storm, frames); with no names it runs them all.
+replay, storm, frames, hostile); with no names it runs them all.
 Generated inputs go to bench/out/ (ignored by git) and are reused between runs.
 """
 
@@ -102,7 +104,7 @@ def peak_rss_of(cmd: list[str]) -> int:
     return int(out.stdout.strip())
 
 
-PARTS = ("big", "rss", "seed", "cli", "coldstart", "replay", "storm", "frames")
+PARTS = ("big", "rss", "seed", "cli", "coldstart", "replay", "storm", "frames", "hostile")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -198,6 +200,12 @@ def main(argv: list[str] | None = None) -> int:
         agree, total = agreement()
         rows.append(("guilty frame agrees with syzkaller's title (peer cases)", f"{agree} of {total}",
                      "syzkaller's own titles (NOTE headers)", f"{100 * agree / max(total, 1):.0f}% (target >= 80%)"))
+
+    if want("hostile"):
+        # Hostile input (issue #11): the worst catalogue trap lines, 5 MB traps end to end.
+        from adversarial import run as adversarial_rows
+
+        rows += adversarial_rows()
 
     header = ("measure", "ours", "reference (same run)", "note")
     table = [f"| {' | '.join(header)} |", "|---|---|---|---|"] + [f"| {' | '.join(r)} |" for r in rows]

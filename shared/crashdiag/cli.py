@@ -27,11 +27,14 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("paths", nargs="+", metavar="PATH", help="log file (plain or gzip); '-' reads stdin")
     c.add_argument("--json", action="store_true", help="print JSON (one object per line for several paths)")
     c.add_argument("--lang", choices=("en", "zh"), default=None, help="language of cause and remedy")
+    c.add_argument("--budget", type=float, default=None, metavar="SECONDS",
+                   help="stop classifying a log after this long and report what was found (confidence low)")
     r = sub.add_parser("rules", help="list, show or check the known-issue rules")
     r.add_argument("action", nargs="?", choices=("list", "show"), default="list")
     r.add_argument("rule_id", nargs="?")
     r.add_argument("--check", action="store_true", help="validate every rule against its fixtures")
     r.add_argument("--cases", default="tests/cases", help="fixture directory for --check")
+    r.add_argument("--rules", default=None, metavar="DIR", help="rule directory (default: the packaged catalogue)")
     r.add_argument("--lang", choices=("en", "zh"), default=None)
     r.add_argument("--json", action="store_true")
     rp = sub.add_parser("replay", help="run the pipeline in-process on a sample event")
@@ -211,9 +214,9 @@ def _classify(args: argparse.Namespace) -> int:
     for path in args.paths:
         try:
             if path == "-":
-                result = classify_bytes(sys.stdin.buffer.read(), lang=lang, source="-")
+                result = classify_bytes(sys.stdin.buffer.read(), lang=lang, source="-", budget_s=args.budget)
             else:
-                result = classify_path(path, lang=lang)
+                result = classify_path(path, lang=lang, budget_s=args.budget)
         except LogInputError as exc:
             print(f"crashdiag: {exc}", file=sys.stderr)
             status = EXIT_INPUT
@@ -234,7 +237,7 @@ def _rules(args: argparse.Namespace) -> int:
 
     lang = _lang(args)
     try:
-        rules = load_catalogue()
+        rules = load_catalogue(args.rules)
     except RuleError as exc:
         print(f"crashdiag: rule catalogue is broken: {exc}", file=sys.stderr)
         return EXIT_RULES

@@ -51,6 +51,7 @@ ENV: dict[str, tuple[str, type]] = {
     "MAIL_TO": ("mail_to", str),
     "CRASHDIAG_OUTBOX_DIR": ("outbox_dir", str),
     "CRASHDIAG_REDACT": ("redact", bool),
+    "CLASSIFY_BUDGET_SECONDS": ("classify_budget_seconds", float),
     "OSS_LINK_ENDPOINT": ("oss_link_endpoint", str),
     "REPORT_LINK_ACCESS_KEY_ID": ("report_link_access_key_id", str),
     "REPORT_LINK_ACCESS_KEY_SECRET": ("report_link_access_key_secret", str),
@@ -118,6 +119,9 @@ class Settings:
     outbox_dir: str = ""
     # Hide IP addresses, host names and the kernel command line in reports and messages.
     redact: bool = False
+    # Classification of one log stops here and reports what it found (confidence low,
+    # "time budget"), well inside diagnose's Timeout, whatever the log holds.
+    classify_budget_seconds: float = 60.0
     # Report links people open: the public endpoint (the functions use the internal one) and
     # a long-lived key limited to oss:GetObject, since a link signed with the function's STS
     # token stops working when that token expires, whatever REPORT_LINK_TTL says.

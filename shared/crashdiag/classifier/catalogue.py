@@ -2,17 +2,19 @@
 
 Every file is checked against ``rules/rule.schema.json`` when loaded (a broken
 rule fails loudly, it never silently matches nothing), its regexes are compiled
-once, and ``match`` picks the most specific rule for a report.
+once with RE2 (``regex.py``: linear time over guest text; a pattern RE2 cannot run is
+a broken rule), and ``match`` picks the most specific rule for a report.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+
+from . import regex as re  # RE2, linear in the text: every pattern here may meet guest text
 
 RULES_DIR = Path(__file__).with_name("rules")
 
@@ -78,14 +80,22 @@ def load_rule(path: Path) -> Rule:
     if data["id"] != path.stem:
         raise RuleError(f"{path.name}: id {data['id']!r} does not match the file name")
     spec = data.get("match", {})
-    try:
-        text = tuple(re.compile(p) for p in spec.get("text", ()))
-        text_any = tuple(re.compile(p) for p in spec.get("text_any", ()))
-        not_text = tuple(re.compile(p) for p in spec.get("not_text", ()))
-        panic = re.compile(spec["panic"]) if "panic" in spec else None
-        context_any = tuple(re.compile(p) for p in spec.get("context_any", ()))
-    except re.error as exc:
-        raise RuleError(f"{path.name}: bad regex: {exc}") from None
+
+    def compiled(field: str, pattern: str) -> re.Pattern[str]:
+        try:
+            return re.compile(pattern)
+        except re.error as exc:
+            raise RuleError(
+                f"{path.name}: match.{field} pattern {pattern!r} cannot run on RE2, the linear-time engine every "
+                f"pattern over guest text must use ({exc}); lookarounds (?=, (?!, (?<=, (?<! and backreferences "
+                "are not available: match the text itself or split the pattern"
+            ) from None
+
+    text = tuple(compiled("text", p) for p in spec.get("text", ()))
+    text_any = tuple(compiled("text_any", p) for p in spec.get("text_any", ()))
+    not_text = tuple(compiled("not_text", p) for p in spec.get("not_text", ()))
+    panic = compiled("panic", spec["panic"]) if "panic" in spec else None
+    context_any = tuple(compiled("context_any", p) for p in spec.get("context_any", ()))
     if not spec:
         raise RuleError(f"{path.name}: match is empty; a rule must say what it matches")
     return Rule(data["id"], data, path, text, text_any, not_text, panic, context_any)
@@ -148,10 +158,15 @@ def rule_matches(rule: Rule, f: Facts) -> bool:
     return not any(rx.search(line) for rx in rule.not_text for line in f.lines)
 
 
-def best_match(rules: tuple[Rule, ...], f: Facts) -> Rule | None:
-    """The matching rule with the highest priority; ties go to the one that checks more."""
+def best_match(rules: tuple[Rule, ...], f: Facts, deadline: float | None = None) -> Rule | None:
+    """The matching rule with the highest priority; ties go to the one that checks more.
+    Past ``deadline`` (time.monotonic) the rules not yet tried are skipped."""
+    import time
+
     best: Rule | None = None
     for r in rules:
+        if deadline is not None and time.monotonic() > deadline:
+            break
         if not rule_matches(r, f):
             continue
         if best is None or (r.priority, len(r.match_spec)) > (best.priority, len(best.match_spec)):

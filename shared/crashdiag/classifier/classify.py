@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import io
-import re
+import time
 from typing import Any
 
 from . import formats as F
+from . import regex as re  # RE2, linear in the text: every pattern here may meet guest text
 from .catalogue import Facts, Rule, best_match, load_catalogue
 from .kernels import fix_status, parse_release
 from .logtext import normalise, open_bytes, open_log, scan_windows
@@ -50,10 +51,11 @@ TAINT_FLAGS = {
 THIRD_PARTY_FLAGS = frozenset("OEPU")
 
 
-def classify_path(path: str, lang: str = "en", rules: tuple[Rule, ...] | None = None) -> dict[str, Any]:
+def classify_path(path: str, lang: str = "en", rules: tuple[Rule, ...] | None = None,
+                  budget_s: float | None = None) -> dict[str, Any]:
     """Classify the log at ``path`` ('-' is not handled here; see the CLI)."""
     with open_log(path) as fh:
-        result = _classify_stream(fh, lang, rules)
+        result = _classify_stream(fh, lang, rules, budget_s=budget_s)
     result["source"] = path
     return result
 
@@ -64,12 +66,15 @@ def classify_bytes(
     rules: tuple[Rule, ...] | None = None,
     source: str = "<bytes>",
     scan_options: dict[str, int] | None = None,
+    budget_s: float | None = None,
 ) -> dict[str, Any]:
     """Classify a log held in memory (raises LogInputError for empty or binary data).
 
-    ``scan_options`` passes chunk and window sizes to ``logtext.scan_windows``.
+    ``scan_options`` passes chunk and window sizes to ``logtext.scan_windows``. With
+    ``budget_s``, classification stops after that many seconds and reports what it found
+    so far, with confidence low and a "time budget" reason.
     """
-    result = _classify_stream(open_bytes(data, source), lang, rules, scan_options)
+    result = _classify_stream(open_bytes(data, source), lang, rules, scan_options, budget_s)
     result["source"] = source
     return result
 
@@ -78,20 +83,37 @@ def classify_text(text: str, lang: str = "en", rules: tuple[Rule, ...] | None = 
     return classify_bytes(text.encode("utf-8", "surrogatepass"), lang, rules, source="<text>")
 
 
+BUDGET_CHECK_LINES = 256  # lines fed between two looks at the clock
+
+
 def _classify_stream(
-    fh: io.BufferedIOBase, lang: str, rules: tuple[Rule, ...] | None, scan_options: dict[str, int] | None = None
+    fh: io.BufferedIOBase, lang: str, rules: tuple[Rule, ...] | None, scan_options: dict[str, int] | None = None,
+    budget_s: float | None = None,
 ) -> dict[str, Any]:
+    deadline = time.monotonic() + budget_s if budget_s else None
     builder = ReportBuilder()
     windows = 0
+    stopped = False
     for w in scan_windows(fh, **(scan_options or {})):
         windows += 1
-        for line in normalise(w.text, w.first_line or 1):
+        for n, line in enumerate(normalise(w.text, w.first_line or 1)):
+            if deadline is not None and n % BUDGET_CHECK_LINES == 0 and time.monotonic() > deadline:
+                stopped = True
+                break
             builder.feed(line)
         builder.end_window()
+        if stopped:
+            break
     reports = builder.finish()
     if rules is None:
         rules = load_catalogue()
-    return build_result(reports, builder, rules, lang, windows)
+    result = build_result(reports, builder, rules, lang, windows, deadline)
+    if stopped or (deadline is not None and time.monotonic() > deadline):
+        result["confidence"] = "low"
+        result["confidence_reasons"] = [*result.get("confidence_reasons", []),
+                                        f"time budget: classification stopped after {budget_s:g} s with what it had read"]
+        result["input"]["time_budget_exceeded"] = True
+    return result
 
 
 # --- assembling the result -------------------------------------------------------------
@@ -210,10 +232,24 @@ def _guilty_frame_raw(r: Report, event_frame: str | None) -> str | None:
 _NUMBERS = re.compile(r"\b(?:0x)?[0-9a-fA-F]{8,}\b|\b0x[0-9a-fA-F]+\b")
 
 
+_DIGITS = re.compile(r"\d+")
+
+
+def _number(m: re.Match[str]) -> str:
+    """NUM for a number standing alone: not inside a word, not a "(2)" count."""
+    s, e = m.span()
+    before, after = m.string[s - 1 : s], m.string[e : e + 1]
+    if before and (before == "(" or before.isalnum() or before == "_"):
+        return m.group(0)
+    if after and (after == ")" or after.isalnum() or after == "_"):
+        return m.group(0)
+    return "NUM"
+
+
 def _normalise_message(msg: str) -> str:
     msg = msg.strip().rstrip(".!").strip()
     msg = _NUMBERS.sub("ADDR", msg)
-    msg = re.sub(r"(?<![\w(])\d+(?![\w)])", "NUM", msg)
+    msg = _DIGITS.sub(_number, msg)
     return re.sub(r"\s+", " ", msg)
 
 
@@ -443,7 +479,8 @@ def _consequence(r: Report) -> dict[str, str] | None:
     return {"kind": e.fmt.kind, "text": e.line.text.partition("Kernel panic - not syncing:")[2].strip() or e.line.text}
 
 
-def build_result(reports: list[Report], builder: ReportBuilder, rules: tuple[Rule, ...], lang: str, windows: int) -> dict[str, Any]:
+def build_result(reports: list[Report], builder: ReportBuilder, rules: tuple[Rule, ...], lang: str, windows: int,
+                 deadline: float | None = None) -> dict[str, Any]:
     summaries = [report_summary(r) for r in reports]
     p = primary_report(reports)
     result: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "source": None, "lang": lang}
@@ -498,7 +535,7 @@ def build_result(reports: list[Report], builder: ReportBuilder, rules: tuple[Rul
         bad_rip=p.bad_rip,
         stream=kr.stream if kr else None,
     )
-    rule = best_match(rules, facts)
+    rule = best_match(rules, facts, deadline)
     implied = rule.data.get("implies_kind") if rule else None
     if implied and p.kind == "other" and p.main_event().fmt.title.startswith("Oops"):
         # The log lost its fault line; the known issue it matches says which fault it is.

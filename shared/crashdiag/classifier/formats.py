@@ -13,8 +13,9 @@ Placeholders, expanded once by ``_compile``:
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
+
+from . import regex as re  # RE2, linear in the text: every pattern here may meet guest text
 
 KINDS = (
     "oom_panic",

@@ -8,8 +8,9 @@ Debian and Ubuntu. Both are imported only when a comparison is needed.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
+
+from . import regex as re  # RE2, linear in the text: every pattern here may meet guest text
 
 _ARCH = re.compile(r"\.(?:x86_64|aarch64|i[3-6]86|noarch|ppc64le|s390x|loongarch64)$")
 _RPM_STREAMS = (

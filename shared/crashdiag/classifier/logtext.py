@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import gzip
 import io
-import re
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from . import formats as F
+from . import regex as re  # RE2, linear in the text: every pattern here may meet guest text
 
 
 class LogInputError(Exception):
@@ -64,12 +64,11 @@ _CTRL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 # Transport prefixes, tried in order, each possibly followed by the next.
 _SYSLOG = re.compile(
-    r"""^(?:
-        (?:[^\W\d_]{3,5}\.?\s+\d{1,2}\s+\d\d:\d\d:\d\d(?:\.\d+)?)  # Nov 26 10:00:01[.123456], any locale's month
-      | (?:\d{4}-\d\d-\d\d[T\s]\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?)  # ISO 8601
-      | (?:\[\s*\d+\.\d+\])                                             # journalctl -o short-monotonic
-    )\s+(?:(?P<host>[^\s:]+)\s+)?(?P<ident>[^\s:\[]+)(?:\[\d+\])?:\s?""",  # rsyslog may omit the host
-    re.X,
+    r"^(?:"
+    r"(?:\pL{3,5}\.?\s+\d{1,2}\s+\d\d:\d\d:\d\d(?:\.\d+)?)"  # Nov 26 10:00:01[.123456], any locale's month
+    r"|(?:\d{4}-\d\d-\d\d[T\s]\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?)"  # ISO 8601
+    r"|(?:\[\s*\d+\.\d+\])"  # journalctl -o short-monotonic
+    r")\s+(?:(?P<host>[^\s:]+)\s+)?(?P<ident>[^\s:\[]+)(?:\[\d+\])?:\s?"  # rsyslog may omit the host
 )
 _KMSG = re.compile(r"^\d+,\d+,\d+,[^;]*;")  # /dev/kmsg records
 _LEVEL = re.compile(r"^<\d{1,2}>")  # dmesg -r
@@ -78,9 +77,13 @@ _TIMESTAMP = re.compile(r"^\[\s*(\d+\.\d+)\]\s?")
 _TIMESTAMP_REMNANT = re.compile(r"^(\d+\.\d{6})\]\s")
 _CALLER = re.compile(r"^\[\s*[TC]\d+\]\s?")  # CONFIG_PRINTK_CALLER
 
-# A line that holds several printk records (a log pasted onto one line).
-_EMBEDDED_TS = re.compile(r"\s(?=\[\s*\d+\.\d{3,9}\](?:\[\s*[TC]\d+\])?\s)")
-_EMBEDDED_SYSLOG = re.compile(r"\s(?=[A-Z][a-z]{2}\s+\d{1,2}\s\d\d:\d\d:\d\d\s\S+\s+kernel:)")
+# A line that holds several printk records (a log pasted onto one line): each record
+# starts after a blank with a timestamp (then a blank) or a syslog header. RE2 has no
+# lookahead: the split point is the match's first character, and _split_at checks the
+# blank after a timestamp (so that it can start the next match).
+_EMBEDDED_TS = re.compile(r"\s\[\s*\d+\.\d{3,9}\](?:\[\s*[TC]\d+\])?")
+_BLANKS = frozenset(" \t\n\r\f\v")
+_EMBEDDED_SYSLOG = re.compile(r"\s[A-Z][a-z]{2}\s+\d{1,2}\s\d\d:\d\d:\d\d\s\S+\s+kernel:")
 
 
 def strip_prefixes(line: str) -> tuple[str, float | None, bool]:
@@ -146,12 +149,29 @@ def split_records(line: str) -> list[str]:
         return [line]
     m = _LATE_TS.search(line, 1)
     if m and not line.startswith("[") and not _SYSLOG.match(line) and not _KMSG.match(line) and not _LEVEL.match(line):
-        return [line[: m.start()], *split_records(line[m.start() :])]
+        head, line = line[: m.start()], line[m.start() :]
+        return [head, *_split_embedded(line)]
+    return _split_embedded(line)
+
+
+def _split_embedded(line: str) -> list[str]:
     if len(line) < 80 or line.count("[") < 2:
         return [line]
-    parts = _EMBEDDED_TS.split(line)
+    parts = _split_at(_EMBEDDED_TS, line, blank_after=True)
     if len(parts) == 1 and " kernel:" in line:
-        parts = _EMBEDDED_SYSLOG.split(line)
+        parts = _split_at(_EMBEDDED_SYSLOG, line)
+    return parts
+
+
+def _split_at(rx: re.Pattern[str], line: str, blank_after: bool = False) -> list[str]:
+    """Cut before each match, dropping the blank a match starts with (one pass, linear)."""
+    parts, start = [], 0
+    for m in rx.finditer(line):
+        if blank_after and line[m.end() : m.end() + 1] not in _BLANKS:
+            continue
+        parts.append(line[start : m.start()])
+        start = m.start() + 1
+    parts.append(line[start:])
     return parts
 
 
@@ -452,7 +472,46 @@ def scan_windows(
     if len(first) <= whole_below:
         yield Window(0, decode(first), 1)
         return
-    yield from _scan_large(fh, first, chunk, before, after)
+    yield from _scan_large(_LineCap(fh, first), b"", chunk, before, after)
+
+
+# Kernel records are at most about 1 KB (printk's LOG_LINE_MAX). In a large log, a longer
+# line is cut to LINE_CAP bytes before windows are cut, so that one hostile line cannot
+# push a report's first lines out of the WINDOW_BEFORE bytes above its anchor.
+LINE_CAP = 16 * 1024
+
+
+class _LineCap:
+    """A reader over (head + the rest of fh) whose lines are cut to LINE_CAP bytes."""
+
+    def __init__(self, fh: io.BufferedIOBase, head: bytes) -> None:
+        self.fh, self.pending, self.run = fh, head, 0  # run: bytes of the current line kept so far
+
+    def read(self, n: int) -> bytes:
+        while True:  # a block wholly inside a cut line gives nothing: read on (b"" is the end)
+            data = self.pending or _read_fully(self.fh, n)
+            self.pending = b""
+            if not data:
+                return b""
+            kept = self._cut(data)
+            if kept:
+                return kept
+
+    def _cut(self, data: bytes) -> bytes:
+        out, i = [], 0
+        while i < len(data):
+            nl = data.find(b"\n", i)
+            end = len(data) if nl < 0 else nl
+            room = max(0, LINE_CAP - self.run)
+            out.append(data[i : min(end, i + room)])
+            self.run += end - i
+            if nl >= 0:
+                out.append(b"\n")
+                self.run = 0
+                i = nl + 1
+            else:
+                i = end
+        return b"".join(out)
 
 
 def _read_fully(fh: io.BufferedIOBase, n: int) -> bytes:

@@ -8,11 +8,11 @@ header, RIP, modules, call trace and the final panic line.
 
 from __future__ import annotations
 
-import re
 from collections import deque
 from dataclasses import dataclass, field
 
 from . import formats as F
+from . import regex as re  # RE2, linear in the text: every pattern here may meet guest text
 from .logtext import LogLine
 
 MAX_REPORT_LINES = 600  # lines stored per report; later lines still count and can add events
@@ -137,10 +137,14 @@ _RIP = re.compile(
 )
 _SYMBOL = re.compile(r"^(?P<func>[A-Za-z_.$][\w.$]*)\+(?P<off>0x[0-9a-f]+)(?:/0x[0-9a-f]+)?$")
 _CALL_TRACE = re.compile(r"^(?:Call Trace|Call trace|Backtrace)\s*:?\s*$")
+# A frame has an offset, or no offset and a source file:line (an inlined frame in a
+# symbolised trace); RE2 has no lookahead, so the second form spells the file out.
 _FRAME = re.compile(
     r"^(?:\[<(?P<addr>[0-9a-f]+)>\]\s*)?(?:\[<[0-9a-f]+>\]\s*)?(?P<unrel>\?\s+)?"
-    r"(?P<func>[A-Za-z_.$][\w.$]*)(?:\+(?P<off>0x[0-9a-f]+)(?:/0x[0-9a-f]+)?|(?=\s+\S+\.[chS]:\d+))"
-    r"(?:\s+\[(?P<module>[\w-]+)(?: [0-9a-f]+)?\])?(?:\s+\S+:\d+(?::\d+)?)?(?:\s+\[inline\])?\s*$"
+    r"(?P<func>[A-Za-z_.$][\w.$]*)"
+    r"(?:\+(?P<off>0x[0-9a-f]+)(?:/0x[0-9a-f]+)?(?:\s+\[(?P<module>[\w-]+)(?: [0-9a-f]+)?\])?(?:\s+\S+:\d+(?::\d+)?)?"
+    r"|\s+\S+\.[chS]:\d+(?:\S*:\d+)?)"
+    r"(?:\s+\[inline\])?\s*$"
 )
 # arm32: "[<c0..>] (func+0x10/0x14) from [<c0..>] (caller+0x..)", the offset sometimes left out.
 _FRAME_FROM = re.compile(r"^\s*\[<[0-9a-f]+>\]\s*\(?(?P<func>[A-Za-z_.$][\w.$]*)(?:\+0x[0-9a-f]+/0x[0-9a-f]+)?\)?\s+from\s")

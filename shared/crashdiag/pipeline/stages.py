@@ -250,7 +250,7 @@ class Pipeline:
         if existing is not None:
             return existing
         data = self._get(log_key)
-        report = build_report(data, collect, self.settings.lang, source=log_key)
+        report = build_report(data, collect, self.settings.lang, source=log_key, budget_s=self.settings.classify_budget_seconds)
         self._write_report(prefix, report, data)
         if prefix.startswith("incidents/"):
             self.set_state(prefix, "diagnosed", kind=report["diagnosis"]["kind"], rule=(report["diagnosis"]["rule"] or {}).get("id"))

@@ -37,12 +37,13 @@ _L = {
 }
 
 
-def build_report(data: bytes, collect: dict[str, Any], lang: str, source: str) -> dict[str, Any]:
+def build_report(data: bytes, collect: dict[str, Any], lang: str, source: str,
+                 budget_s: float | None = None) -> dict[str, Any]:
     from ..classifier.classify import classify_bytes
     from ..classifier.logtext import LogInputError
 
     try:
-        diagnosis = classify_bytes(data, lang=lang, source=source)
+        diagnosis = classify_bytes(data, lang=lang, source=source, budget_s=budget_s)
         input_error = None
     except LogInputError as exc:
         diagnosis = {"kind": "none", "title": "unreadable log", "rule": None, "fix_status": None, "reports": []}
