@@ -249,9 +249,10 @@ HEADS = re.compile("|".join(f"(?:{h})" for h in _HEAD_ALTERNATIVES))
 FATAL_HEAD = re.compile("|".join(f"(?:{h})" for h in F.FATAL_HEADS))
 MAX_LEARN_LINES = 400  # lines with a head examined per window: enough to see every prefix a log uses
 MAX_PREFIX = 160  # a longer "prefix" is message text, not transport
-_SKELETON_TOKEN = re.compile(r"\d+|[^\W\d_]+|\s+|.", re.S)
+# RE2's \d, \w and \s are ASCII: the Unicode classes keep a CJK or Cyrillic month a word.
+_SKELETON_TOKEN = re.compile(r"\p{Nd}+|\pL+|[\s\p{Z}]+|.", re.S)
 _PREFIX_TS = re.compile(r"\[\s*(\d+\.\d+)\]")
-_END_WORD = re.compile(r"([^\W\d_][\w.-]*):\s*$")
+_END_WORD = re.compile(r"(\pL[\pL\pN_.-]*):\s*$")
 # A prefix may end with "word:" only when the word is the syslog identifier of the kernel (or
 # crash's "PANIC:"); any other "word: " before a head is the message of a subsystem or program.
 _PREFIX_IDENTS = frozenset({"kernel", "PANIC", "kern", "vmcore", "crash"})
@@ -351,13 +352,13 @@ def skeleton(prefix: str) -> str:
     tokens = _SKELETON_TOKEN.findall(prefix)
     for i, tok in enumerate(tokens):
         if tok.isdigit():
-            parts.append(r"\d+")
+            parts.append(r"\p{Nd}+")
         elif tok[0].isspace():
             last = i == len(tokens) - 1
             after_open = i > 0 and tokens[i - 1] in "[(<{"
             parts.append(r"\s*" if last or after_open else r"\s+")
         elif tok.isalpha():
-            parts.append(re.escape(tok) if tok in _PREFIX_IDENTS else r"[^\W\d_]+")
+            parts.append(re.escape(tok) if tok in _PREFIX_IDENTS else r"\pL+")
         else:
             parts.append(re.escape(tok))
     return "".join(parts)
