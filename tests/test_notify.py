@@ -583,6 +583,76 @@ def test_dingtalk_unreachable_is_a_failure_that_names_no_url(oss_store, wall, ce
     assert statuses(doc)["email"] == "sent"
 
 
+# -- the daily digest -------------------------------------------------------------------------------------
+
+
+def _fleet_day(tmp_path):
+    """A local bucket with two diagnosed crashes in its fleet index, and their day."""
+    import datetime as dt
+
+    from crashdiag.replay import build_local_pipeline
+    from crashdiag.reports.fleet import update_fleet_index
+
+    pipeline = build_local_pipeline(Settings(store_dir=str(tmp_path / "store"), instances_dir=str(INSTANCES), collect_poll_seconds=0.01))
+    for name in ("eventbridge-crash-kdump-executing.json", "eventbridge-crash-journal-only.json"):
+        pipeline.ingest((EVENTS / name).read_bytes())
+    update_fleet_index(pipeline.store)
+    index = json.loads(pipeline.store.get("fleet/index.json"))
+    return pipeline.store, dt.date.fromisoformat(str(next(iter(index["reports"].values()))["time"])[:10])
+
+
+def test_daily_digest_goes_through_the_budget_the_throttle_mark_and_the_flush(tmp_path, wall, robot):
+    from crashdiag.notify import build_notifier
+    from crashdiag.notify.digest import send_daily_digest
+
+    store, day = _fleet_day(tmp_path)
+    s = settings_for(robot, None, notify_rate_per_minute=0)  # no slot this minute: the digest waits for one
+    assert send_daily_digest(store, s, day, notifier=build_notifier(s, store, now=wall, sleep=wall.sleep, opener=DIRECT))["status"] == "queued"
+    assert robot.requests == []
+    s = settings_for(robot, None)
+    notifier = build_notifier(s, store, now=wall, sleep=wall.sleep, opener=DIRECT)
+    robot.fail_next(1, errcode=410100)  # someone else filled the robot's minute
+    wall.advance(60)
+    notifier.flush()
+    assert robot.answered(410100) == 1 and json.loads(store.get("notify/throttle/dingtalk.json"))["until"] > wall()
+    wall.advance(300)
+    notifier.flush()
+    assert len(robot.requests) == 1  # throttled: nobody asked
+    wall.advance(301)
+    notifier.flush()
+    (payload,) = robot.messages
+    assert payload["markdown"]["title"].startswith("ECS crash digest for " + day.isoformat())
+    assert "blk\\_mq\\_rq\\_timed\\_out" in payload["markdown"]["text"]  # the same escaping as every message
+    again = send_daily_digest(store, s, day, notifier=notifier)
+    assert again["status"] == "already sent" and len(robot.requests) == 2
+    sent = json.loads(store.get(f"fleet/digests/{day.isoformat()}.sent.json"))
+    assert sent["status"] == "sent" and [p["status"] for p in sent["parts"]] == ["sent"]
+
+
+def test_daily_digest_too_big_for_one_message_is_split_every_group_once(robot):
+    from crashdiag.notify.channels import DingTalkChannel
+    from crashdiag.notify.digest import daily_messages
+    from crashdiag.notify.dingtalk import DingTalkRobot, body_size
+    from crashdiag.notify.messages import message_from_json
+
+    groups = [{"fingerprint": f"{g:016x}", "kind": "null_deref", "title": f"BUG in [evil](http://x) <img> 函数_{g}", "count": 3,
+               "instances": [f"i-bp1day{g:03d}{n}" for n in range(3)], "new": g % 2 == 0, "first_seen": "2026-11-01",
+               "rule": "rule-x", "fix_status": "affected", "upgrade_to": "3.10.0-1160.88.1.el7", "latest_key": f"k{g}"}
+              for g in range(40)]
+    digest = {"day": "2026-11-26", "crashes": 120, "instances": 120, "new_fingerprints": 20, "groups": groups}
+    links = {f"k{g}": f"https://bucket.oss-cn-hangzhou.aliyuncs.com/k{g}?" + "x-oss-signature=" + "a" * 1000 for g in range(40)}
+    ch = DingTalkChannel(robot=DingTalkRobot(robot.webhook), keyword="告警")
+    parts = [message_from_json(p) for p in daily_messages(digest, "zh", links, ch.fits)]
+    assert len(parts) >= 3
+    bodies = [ch.payload(p) for p in parts]
+    assert all(body_size(b) <= 20000 for b in bodies)
+    texts = [b["markdown"]["text"] for b in bodies]
+    for g in range(40):
+        assert sum(f"函数\\_{g} " in t for t in texts) == 1, g
+    assert all(t.count("](https://bucket.") == t.count("\n- ") for t in texts)  # one link per group, ours
+    assert all("](http://x)" not in t.replace("\\](http://x)", "") for t in texts)  # the hostile title stays text
+
+
 # -- email ---------------------------------------------------------------------------------------------
 
 

@@ -182,6 +182,52 @@ def _repeat_items(repeats: list[dict[str, Any]], T: dict[str, str]) -> list[Bloc
             for (name, _), ns in by.items()]
 
 
+def daily(digest: dict[str, Any], lang: str, ref: str, *, links: dict[str, str] | None = None,
+          groups: list[dict[str, Any]] | None = None, part: tuple[int, int] | None = None) -> Message:
+    """The daily digest (``reports.fleet.daily_digest``'s data) as a message: the same blocks
+    and escaping as every other message, so it can be split and sent through the notifier.
+    ``groups``: the part of the day's groups this message carries; ``links``: fingerprint
+    group's latest report key -> the URL people open."""
+    from ..reports.fleet import DIGEST_LABELS, _words  # the fleet page's own wording for the digest
+
+    D = DIGEST_LABELS.get(lang, DIGEST_LABELS["en"])
+    T = text_for(lang)
+    groups = digest["groups"] if groups is None else groups
+    day = str(digest["day"])
+    params = {"day": day, "part": (part or (1, 1))[0], "parts": (part or (1, 1))[1]}
+    title = _numbered(D["title"], T, part)
+    blocks = [Block("title", title, params)]
+    if not digest["groups"]:
+        blocks.append(Block("text", D["none"], {"day": day}))
+        return Message(title, params, blocks, ref)
+    counts = _words(lang, crashes=digest["crashes"], instances=digest["instances"], new=digest["new_fingerprints"])
+    blocks.append(Block("text", D["summary"].format(**counts)))
+    for heading, new in ((D["new"], True), (D["seen"], False)):
+        part_groups = [g for g in groups if bool(g.get("new")) == new]
+        if not part_groups:
+            continue
+        blocks.append(Block("heading", heading))
+        for g in part_groups:
+            insts = list(g.get("instances") or [])
+            text = "{title} ({kind}): " + D["on"].format(**_words(lang, n=int(g.get("count") or 0), m=len(insts)))
+            item = {"title": g.get("title") or g.get("kind"), "kind": g.get("kind")}
+            if insts:
+                text += ": {instances}" + (f" +{len(insts) - 5}" if len(insts) > 5 else "")
+                item["instances"] = ", ".join(insts[:5])
+            if g.get("rule"):
+                text += f" · {D['rule']} {{rule}}"
+                item["rule"] = g["rule"]
+            if g.get("fix_status") == "affected" and g.get("upgrade_to"):
+                text += f" · {D['upgrade']} {{upgrade}}"
+                item["upgrade"] = g["upgrade_to"]
+            if not g.get("new") and g.get("first_seen"):
+                text += f" · {D['first']} {{first}}"
+                item["first"] = g["first_seen"]
+            url = (links or {}).get(str(g.get("latest_key") or ""), "")
+            blocks.append(Block("item", text, item, url=url, note=D["report"] if url else ""))
+    return Message(title, params, blocks, ref)
+
+
 def excerpt_of(log: bytes, report: dict[str, Any], name: str) -> tuple[str, bytes]:
     """A window of the crash log around its first crash report, at most EXCERPT_BYTES."""
     if len(log) <= EXCERPT_BYTES:

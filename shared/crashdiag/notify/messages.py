@@ -144,6 +144,7 @@ class Block:
 
     kind: title | field | text | note | heading | item | list | link | code.
     ``template`` is trusted text with ``{name}`` slots filled from ``params`` (untrusted);
+    an item may end with a link (``url``, labelled ``note``);
     a field's label is ``template`` and its value ``params["value"]``; a list's values
     and a code block's lines are in ``lines`` (untrusted); a link's ``url`` is ours.
     """
@@ -201,6 +202,18 @@ def _safe_url(url: str) -> str:
     return quote(url, safe="/:?&=%#+,;@!$*'~.-_")
 
 
+def message_to_json(msg: Message) -> dict[str, Any]:
+    """A message as JSON, to be kept in the bucket and sent later (attachments left out)."""
+    return {"subject": msg.subject, "subject_params": msg.subject_params, "ref": msg.ref, "mention": msg.mention,
+            "blocks": [{k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(b).items()} for b in msg.blocks]}
+
+
+def message_from_json(doc: dict[str, Any]) -> Message:
+    blocks = [Block(**{**b, "lines": tuple(b.get("lines") or ())}) for b in doc.get("blocks") or []]
+    return Message(str(doc.get("subject") or ""), dict(doc.get("subject_params") or {}), blocks, str(doc.get("ref") or ""),
+                   mention=bool(doc.get("mention", True)))
+
+
 def subject_text(msg: Message) -> str:
     return plain(_fill(msg.subject, msg.subject_params, lambda v: plain(v, 150)), 250)
 
@@ -227,7 +240,8 @@ def markdown_parts(msg: Message) -> list[str]:
         elif b.kind == "heading":
             out.append("#### " + _fill(b.template, b.params, md_inert))
         elif b.kind == "item":
-            out.append("- " + _fill(b.template, b.params, md_inert))
+            url = _safe_url(b.url)
+            out.append("- " + _fill(b.template, b.params, md_inert) + (f" · [{b.note}]({url})" if url else ""))
         elif b.kind == "list":
             out.append(f"**{b.template}**: " + ", ".join(md_inert(v, 100) for v in b.lines) + (f" {b.note}" if b.note else ""))
         elif b.kind == "link":
@@ -275,7 +289,8 @@ def to_text(msg: Message) -> str:
         elif b.kind == "heading":
             out += ["", _fill(b.template, b.params, plain)]
         elif b.kind == "item":
-            out.append("  - " + _fill(b.template, b.params, plain))
+            url = _safe_url(b.url)
+            out.append("  - " + _fill(b.template, b.params, plain) + (f" ({b.note}: {url})" if url else ""))
         elif b.kind == "list":
             out.append(f"{b.template}: " + ", ".join(plain(v, 100) for v in b.lines) + (f" {b.note}" if b.note else ""))
         elif b.kind == "link":
@@ -315,7 +330,8 @@ def to_html(msg: Message, lang: str) -> str:
         elif b.kind == "heading":
             body.append(f"<h3>{_fill(b.template, b.params, h)}</h3>")
         elif b.kind == "item":
-            items.append(_fill(b.template, b.params, h))
+            url = _safe_url(b.url)
+            items.append(_fill(b.template, b.params, h) + (f' · <a href="{h(url)}">{h(b.note)}</a>' if url else ""))
         elif b.kind == "list":
             body.append(f"<p><b>{h(b.template)}</b>: " + ", ".join(h(v, 100) for v in b.lines) + (f" {h(b.note)}" if b.note else "") + "</p>")
         elif b.kind == "link":

@@ -36,7 +36,7 @@ from ..cloud.store import ObjectStore, check_key
 from ..settings import Settings
 from . import content
 from .ledger import Ledger, Store, View
-from .messages import Message
+from .messages import Message, message_from_json
 from .outcome import DEFERRED, FAILED, REJECTED, SENT, THROTTLED, TOO_LONG, Outcome
 
 log = logging.getLogger("crashdiag.notify")
@@ -45,6 +45,7 @@ THROTTLE_SECONDS = 600  # DingTalk: over 20 a minute, then 10 minutes of silence
 GAVE_UP = "gave_up"
 TERMINAL = (SENT, REJECTED, GAVE_UP)
 OUTBOX_DAYS = 2  # the flush looks at pointers of today and yesterday
+DAILY_DAYS = 8  # and at daily digests queued within a week (their links live at most 7 days)
 
 
 class Channel(Protocol):
@@ -364,7 +365,65 @@ class Notifier:
                 build = partial(self._digest, members, part_ref, part=(k, len(chunks)), reports=reports)
                 out = self._send_chunk(ch, members, build, via=ref, holder=holder, digest_ref=part_ref, reports=reports)
                 log.info("flush %s: %d incident(s) in message %d of %d: %s", ch.name, len(members), k, len(chunks), out.status)
+        self.flush_daily()
         return [self.summarise(n) for n in touched.values()]
+
+    # -- the daily digest (queued by notify/digest.py) -------------------------------------------
+
+    def link(self, key: str) -> str:
+        """The URL people open for ``key``, valid for REPORT_LINK_TTL."""
+        return self.store.url(key, self.settings.report_link_ttl)
+
+    def _daily_parts(self, day: str) -> list[tuple[str, dict[str, Any]]]:
+        doc = self.store.get_json(f"fleet/digests/{day}.json", immutable=True) or {}
+        return [(f"fleet/digests/{day}/p{k:02d}/", part) for k, part in enumerate(doc.get("parts") or [], 1)]
+
+    def flush_daily(self, days: list[str] | None = None) -> None:
+        """Send the queued parts of daily digests (``days``, else those queued in the last
+        week, as long as their links live) that a robot still owes, through the same
+        budget, throttle mark, ledger and retries as incidents."""
+        from .digest import DAILY_CHANNELS
+
+        now = self.now()
+        if days is None:
+            recent = {_day(now - k * 86400) for k in range(DAILY_DAYS)}
+            queued = [k.rsplit("/", 1)[1].removesuffix(".json") for k in self.store.list("notify/daily/")]
+            days = [d for d in queued if d in recent]
+        settled = {k.rsplit("/", 1)[1].removesuffix(".json") for k in self.store.list("notify/daily-settled/")}
+        holder = uuid.uuid4().hex[:12]
+        for day in sorted(d for d in days if d not in settled):
+            for ch in (c for c in self.channels if c.name in DAILY_CHANNELS):
+                for prefix, part in self._daily_parts(day):
+                    led = Ledger(self.store, prefix, ch.name)
+                    v = led.view()
+                    if not self._open(led, v, self.now()):
+                        continue
+                    if ch.rate_limited and self._throttled(ch, self.now()):
+                        break  # the rest waits for a later flush
+                    if not led.claim(v.next, holder=holder, now=self.now(), lease=self.settings.notify_lease_seconds, via=f"daily-{day}"):
+                        continue
+                    entry = {"prefix": prefix, "id": f"daily-{day}"}
+                    out = self._send_chunk(ch, [(entry, v, led)], partial(message_from_json, part), via=f"daily-{day}", holder=holder)
+                    log.info("daily digest %s, %s: %s", day, prefix, out.status)
+            status = self.daily_status(day)
+            if status["status"] != "queued":
+                self.store.put(f"fleet/digests/{day}.sent.json", {**status, "at": now})
+                self.store.put(f"notify/daily-settled/{day}.json", {"at": now, "status": status["status"]}, if_absent=True)
+
+    def daily_status(self, day: str) -> dict[str, Any]:
+        """Each part's last word per channel: sent, rejected, gave_up, or still queued."""
+        from .digest import DAILY_CHANNELS
+
+        parts = []
+        for prefix, _ in self._daily_parts(day):
+            for ch in (c for c in self.channels if c.name in DAILY_CHANNELS):
+                done, attempts = Ledger(self.store, prefix, ch.name).history()
+                parts.append({"part": prefix, "channel": ch.name, "transport": ch.transport,
+                              "status": done.get("outcome") if done else "queued",
+                              "detail": (done or (attempts[-1] if attempts else {})).get("detail")})
+        states = {p["status"] for p in parts}
+        status = "queued" if "queued" in states or not parts else "sent" if states == {SENT} else "incomplete"
+        return {"status": status, "parts": parts}
 
     def _pending_notices(self, now: float) -> list[dict[str, Any]]:
         days = sorted({_day(now - k * 86400) for k in range(OUTBOX_DAYS)})
