@@ -12,7 +12,9 @@ import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
+import jinja2
 import pytest
+from markupsafe import Markup
 
 from corpus import all_cases, load_case
 from crashdiag.cloud.store import LocalStore
@@ -20,12 +22,11 @@ from crashdiag.replay import replay
 from crashdiag.reports.html_report import (
     CSP,
     RAW_LOG_TAIL,
-    Html,
-    el,
     evidence_context,
     guilty_function,
     render_html,
 )
+from crashdiag.reports.pages import environment
 from crashdiag.reports.report import build_report
 from crashdiag.settings import Settings
 
@@ -275,16 +276,16 @@ def test_hostile_guest_text_stays_text():
     assert "pwned" not in title and "<" not in title
 
 
-def test_el_escapes_text_and_attributes_and_keeps_html():
-    assert el("p", "<b>", class_='x" onclick="y') == '<p class="x&quot; onclick=&quot;y">&lt;b&gt;</p>'
-    assert el("p", Html("<b>ok</b>"), None, False, ["a", "<"]) == "<p><b>ok</b>a&lt;</p>"
-    assert el("td", "", hidden=True, title=None) == "<td hidden></td>"
-    assert el("text", "1", text_anchor="end") == '<text text-anchor="end">1</text>'
-    for bad in ("scr ipt", "a>", ""):
-        with pytest.raises(ValueError):
-            el(bad)
-    with pytest.raises(ValueError):
-        el("p", **{"on click": "x"})
+def test_templates_escape_text_and_attributes_and_keep_their_own_markup():
+    env = environment()
+    page = env.from_string('<p class="{{ cls }}">{{ text }}{{ m }}{{ missing }}{{ hostile|text(5) }}</p>')
+    got = page.render(cls='x" onclick="y', text="<b>", m=Markup("<b>ok</b>"), missing=None,
+                      hostile="\u202e<i>long text")
+    assert got == '<p class="x&quot; onclick=&quot;y">&lt;b&gt;<b>ok</b>?&lt;i&gt;…</p>'
+    lines = env.from_string("<pre>{{ v|lines }}</pre>").render(v=["<a>", "b\x1b"])
+    assert lines == "<pre>&lt;a&gt;\nb?</pre>"
+    with pytest.raises(jinja2.UndefinedError):  # a name the code did not pass is an error, not a blank
+        env.from_string("{{ not_passed }}").render()
 
 
 @pytest.mark.parametrize("lang", ["en", "zh"])

@@ -11,18 +11,21 @@ single zip holding ``functions/<name>/index.py`` could not name three handlers
 reliably. Each zip therefore holds::
 
     index.py        functions/<name>/index.py
-    crashdiag/      shared/crashdiag: *.py, classifier/rules/*.yaml, classifier/rules/rule.schema.json, pipeline/guest/*.sh
+    crashdiag/      shared/crashdiag: *.py, classifier/rules/*.yaml, classifier/rules/rule.schema.json, pipeline/guest/*.sh,
+                    reports/templates/*.j2 (the pages)
     <deps>/         third-party packages for the FC runtime (not with --no-deps)
 
 and template.yml points each function at its own object with ``Handler: index.handler``.
-Per-function zips also let ``on_ecs_event`` and ``diagnose`` leave out the ECS SDK
-(~42 MB installed, ~0.5 s / 70 MB to import): only ``collect`` ships it, so the other
-two cold-start from a smaller package.
+Per-function zips also let the functions leave out what they never load: only
+``collect`` ships the ECS SDK (~42 MB installed, ~0.5 s / 70 MB to import), and only
+the functions that write a page (``collect``: a failure's report.html; ``diagnose``:
+report.html; ``fleet``: fleet/index.html) ship Jinja2 and MarkupSafe.
 
 Dependencies
 ------------
-Read from pyproject.toml (``dependencies`` + the ``cloud`` extra) and installed for the
-FC runtime, not for this machine::
+Read from pyproject.toml (``dependencies`` + the ``cloud`` extra), less what a function
+does not use (COLLECT_ONLY, RENDER_ONLY), and installed for the FC runtime, not for this
+machine, once per distinct list::
 
     pip install --target T --platform manylinux2014_x86_64 --python-version 3.10 \
         --implementation cp --only-binary=:all: --find-links WHEELHOUSE ...
@@ -71,15 +74,20 @@ DEFAULT_PLATFORM = "manylinux2014_x86_64"
 CODE_ROOT_ON_FC = "/code"
 
 # Files of the crashdiag package that go into the zip (by suffix); caches never do.
-CODE_SUFFIXES = frozenset({".py", ".yaml", ".yml", ".json", ".sh"})
+CODE_SUFFIXES = frozenset({".py", ".yaml", ".yml", ".json", ".sh", ".j2"})
 # Data the functions read at run time by path: a zip without them is broken.
 REQUIRED_DATA = ("classifier/rules/rule.schema.json", "pipeline/guest/collect-crash-log.sh",
-                 "pipeline/guest/audit-readiness.sh")
+                 "pipeline/guest/audit-readiness.sh",
+                 "reports/templates/incident.html.j2", "reports/templates/fleet.html.j2")
 
 # Requirements only the functions that call ECS need (collect, audit); the other functions'
 # zips leave them, and everything only they pull in, out.
 COLLECT_ONLY = frozenset({"alibabacloud-ecs20140526", "alibabacloud-tea-openapi"})
 FUNCTIONS_WITH_ECS = frozenset({"collect"})
+# The template engine, only in the functions that write a page: diagnose (report.html),
+# collect (report.html of a failed collection, pipeline/stages.py _write_report) and fleet.
+RENDER_ONLY = frozenset({"jinja2"})
+FUNCTIONS_THAT_RENDER = frozenset({"collect", "diagnose", "fleet"})
 
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 _MISSING_REQ = re.compile(r"satisfies the requirement (\S+)")
@@ -129,6 +137,17 @@ def requirements(pyproject: Path = ROOT / "pyproject.toml") -> tuple[list[str], 
         raise PackageError(f"pyproject.toml no longer lists {sorted(missing)}: update COLLECT_ONLY in {__file__}")
     base = [r for r in reqs if canonical(r) not in COLLECT_ONLY]
     return base, reqs
+
+
+def requirements_for(function: str, pyproject: Path = ROOT / "pyproject.toml") -> list[str]:
+    """What one function's zip carries: everything, less the ECS SDK unless it collects,
+    less the template engine unless it writes a page."""
+    _, full = requirements(pyproject)
+    missing = RENDER_ONLY - {canonical(r) for r in full}
+    if missing:
+        raise PackageError(f"pyproject.toml no longer lists {sorted(missing)}: update RENDER_ONLY in {__file__}")
+    drop = (set() if function in FUNCTIONS_WITH_ECS else set(COLLECT_ONLY)) | (set() if function in FUNCTIONS_THAT_RENDER else set(RENDER_ONLY))
+    return [r for r in full if canonical(r) not in drop]
 
 
 # -- dependency install ----------------------------------------------------------------------
@@ -314,16 +333,18 @@ def build(
     build_dir.mkdir(parents=True, exist_ok=True)
     out.mkdir(parents=True, exist_ok=True)
 
-    deps: dict[str, Path] = {}
+    deps: dict[str, Path] = {}  # function -> its installed dependencies (shared by equal lists)
     if with_deps:
-        base, full = requirements()
         wheelhouse = build_dir / "wheelhouse"
-        wanted = {"full" if f in FUNCTIONS_WITH_ECS else "base" for f in functions}
-        for kind, reqs in (("base", base), ("full", full)):
-            if kind in wanted:
-                log(f"installing {kind} dependencies for cp{python_version} {platform}")
-                deps[kind] = build_dir / f"deps-{kind}"
-                install_deps(reqs, deps[kind], wheelhouse, python_version, platform)
+        installed: dict[tuple[str, ...], Path] = {}
+        for f in functions:
+            reqs = tuple(requirements_for(f))
+            if reqs not in installed:
+                kind = ("ecs-" if f in FUNCTIONS_WITH_ECS else "") + ("pages" if f in FUNCTIONS_THAT_RENDER else "base")
+                log(f"installing the {kind} dependencies for cp{python_version} {platform}")
+                installed[reqs] = build_dir / f"deps-{kind}"
+                install_deps(list(reqs), installed[reqs], wheelhouse, python_version, platform)
+            deps[f] = installed[reqs]
 
     stages = {f: build_dir / f"code-{f}" for f in functions}
     for f, stage in stages.items():
@@ -336,7 +357,7 @@ def build(
             log(f"WARNING: no Python {python_version} interpreter here (--bytecode-python): the zips "
                 f"carry no bytecode, so each cold start compiles what it imports")
         else:
-            for root in [*deps.values(), *stages.values()]:
+            for root in [*dict.fromkeys(deps.values()), *stages.values()]:
                 compile_bytecode(exe, root)
             pyc_tag = f"cpython-{python_version.replace('.', '')}"
 
@@ -344,7 +365,7 @@ def build(
     for f in functions:
         roots = [stages[f]]
         if with_deps:
-            roots.append(deps["full" if f in FUNCTIONS_WITH_ECS else "base"])
+            roots.append(deps[f])
         dest = out / zip_name(f)
         entries = _entries(roots, pyc_tag)
         write_zip(dest, entries)

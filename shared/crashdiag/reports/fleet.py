@@ -19,19 +19,7 @@ from typing import Any
 
 from ..cloud.store import NotFound, ObjectStore, StoreUnavailable
 from .escape import md, plain
-from .html_report import (
-    CATEGORY_LABELS,
-    STYLE,
-    Html,
-    badge,
-    document,
-    el,
-    human_time,
-    join,
-    kind_label,
-    kv,
-    label_of,
-)
+from .html_report import CATEGORY_LABELS, CSP, KIND_LABELS
 
 FLEET_INDEX_VERSION = 1
 INDEX_KEY = "fleet/index.json"
@@ -314,14 +302,6 @@ LABELS: dict[str, dict[str, str]] = {
     },
 }
 
-CHART_STYLE = """
-.k0{fill:#c62828;background:#c62828}.k1{fill:#1f5fbf;background:#1f5fbf}.k2{fill:#e08a00;background:#e08a00}
-.k3{fill:#2e7d32;background:#2e7d32}.k4{fill:#7b1fa2;background:#7b1fa2}.k5{fill:#00838f;background:#00838f}
-.k6{fill:#ad1457;background:#ad1457}.k7{fill:#5d4037;background:#5d4037}.kx{fill:#9aa5b1;background:#9aa5b1}
-.chart text{font:11px system-ui,sans-serif;fill:#5f6b7a}.chart .grid{stroke:#e2e6eb;stroke-width:1}
-.chart .axis{stroke:#9aa5b1;stroke-width:1}
-td.t{max-width:420px;word-break:break-word}
-"""
 PALETTE = 8  # kinds with their own colour; the rest share one
 
 
@@ -341,12 +321,11 @@ def _nice_max(v: int) -> int:
     return tick * 4
 
 
-def chart_svg(counts: dict[str, Counter], lang: str) -> Html:
+def chart_layout(counts: dict[str, Counter]) -> dict[str, Any]:
     """Stacked bars per day, one colour per kind (the most frequent kinds in the window),
-    with a <title> on each bar segment as its tooltip."""
-    L = LABELS.get(lang, LABELS["en"])
+    laid out for the <svg> of fleet.html.j2: coordinates as the page writes them."""
     days = list(counts)
-    totals = Counter()
+    totals: Counter = Counter()
     for c in counts.values():
         totals.update(c)
     kinds = [k for k, _ in totals.most_common(PALETTE)]
@@ -356,37 +335,25 @@ def chart_svg(counts: dict[str, Counter], lang: str) -> Html:
     peak = _nice_max(max((sum(c.values()) for c in counts.values()), default=0))
     slot = pw / max(len(days), 1)
     bar = max(2.0, slot * 0.72)
-    parts: list[object] = []
-    for i in range(5):  # grid lines and y labels
-        v = peak * i / 4
-        y = top + ph - ph * i / 4
-        parts.append(el("line", x1=left, x2=width - right, y1=f"{y:.1f}", y2=f"{y:.1f}", class_="grid"))
-        parts.append(el("text", f"{v:.0f}", x=left - 6, y=f"{y + 4:.1f}", text_anchor="end"))
+    ticks = [{"y": f"{top + ph - ph * i / 4:.1f}", "label_y": f"{top + ph - ph * i / 4 + 4:.1f}", "value": f"{peak * i / 4:.0f}"}
+             for i in range(5)]
     every = max(1, round(len(days) / 10))
+    laid_out = []
     for i, day in enumerate(days):
         x = left + slot * i + (slot - bar) / 2
         y = top + ph
-        order = [k for k in kinds if counts[day].get(k)] + sorted(k for k in counts[day] if k not in cls)
-        for k in order:
+        bars = []
+        for k in [k for k in kinds if counts[day].get(k)] + sorted(k for k in counts[day] if k not in cls):
             n = counts[day][k]
             hgt = ph * n / peak
             y -= hgt
-            parts.append(el("rect", el("title", f"{day} {k} ({kind_label(k, lang)}): {n}"), x=f"{x:.1f}", y=f"{y:.1f}",
-                            width=f"{bar:.1f}", height=f"{hgt:.1f}", class_=cls.get(k, "kx")))
-        if i % every == 0 or i == len(days) - 1:
-            parts.append(el("text", day[5:], x=f"{x + bar / 2:.1f}", y=height - bottom + 16, text_anchor="middle"))
-    parts.append(el("line", x1=left, x2=width - right, y1=top + ph, y2=top + ph, class_="axis"))
-    svg = el("svg", parts, xmlns="http://www.w3.org/2000/svg", viewbox=f"0 0 {width} {height}", class_="chart", role="img",
-             aria_label=L["per_day"])
-    legend = [el("span", el("i", "", class_=cls[k]), k, " · ", kind_label(k, lang), f" ({totals[k]})") for k in kinds]
-    rest = sum(n for k, n in totals.items() if k not in cls)
-    if rest:
-        legend.append(el("span", el("i", "", class_="kx"), L["other_kinds"], f" ({rest})"))
-    return join([svg, el("div", legend, class_="legend")])
-
-
-def _short_time(t: object) -> str:
-    return human_time(t).replace(" UTC", "")
+            bars.append({"kind": k, "n": n, "cls": cls.get(k, "kx"), "x": f"{x:.1f}", "y": f"{y:.1f}", "width": f"{bar:.1f}",
+                         "height": f"{hgt:.1f}"})
+        label_x = f"{x + bar / 2:.1f}" if i % every == 0 or i == len(days) - 1 else None
+        laid_out.append({"day": day, "bars": bars, "label_x": label_x})
+    return {"width": width, "height": height, "left": left, "x2": width - right, "bottom": bottom, "axis_y": top + ph,
+            "ticks": ticks, "days": laid_out, "last_day": days[-1] if days else "",
+            "legend": [(k, cls[k], totals[k]) for k in kinds], "others": sum(n for k, n in totals.items() if k not in cls)}
 
 
 def render_fleet_html(index: dict[str, Any], lang: str = "en", link: Link | None = None,
@@ -394,9 +361,11 @@ def render_fleet_html(index: dict[str, Any], lang: str = "en", link: Link | None
     """fleet/index.html from the index alone: no report object is read.
 
     ``link`` maps an object key (an incident's report.html) to the URL to put in the
-    page; by default a path relative to fleet/index.html in the same store."""
+    page; by default a path relative to fleet/index.html in the same store. The page is
+    the template ``templates/fleet.html.j2``."""
+    from .pages import facts, render
+
     lang = lang if lang in LABELS else "en"
-    L = LABELS[lang]
     link = link or relative_link
     rows = fleet_rows(index)
     errors = sum(1 for r in (index.get("reports") or {}).values() if isinstance(r, dict) and r.get("error"))
@@ -404,101 +373,37 @@ def render_fleet_html(index: dict[str, Any], lang: str = "en", link: Link | None
     issues = affected_issues(rows)
     histories = instance_histories(rows)
     affected_instances = set().union(*(g["instances"] for g in issues)) if issues else set()
-
-    def report_link(key: str, label: str) -> Html:
-        return el("a", label, href=link(report_page_key(key)), rel="noopener noreferrer")
-
-    head = el("header", el("div", el("div", L["eyebrow"], class_="eyebrow"), el("h1", L["page"]),
-                           el("div", L["updated"], " ", human_time(index.get("updated") or ""), class_="sub"), class_="wrap"),
-              class_="top")
-    summary = el("section", kv([
-        (L["reports"], str(len(rows)), None),
-        (L["instances"], str(len({r.get("instance") for _, r in rows if r.get("instance")})), None),
-        (L["fingerprints"], str(len(groups)), None),
-        (L["affected_n"], badge(str(len(affected_instances)), "bad" if affected_instances else "ok"), None),
-    ]), el("p", L["errors"].format(n=errors), class_="note") if errors else None, id="summary")
-    body: list[object] = [summary]
-    if not rows:
-        body.append(el("section", el("p", L["no_reports"], class_="mute")))
-    else:
+    chart = None
+    if rows:
         last_day = max(r["day"] for _, r in rows)
-        window = _days(last_day, days)
-        body.append(el("section", el("h2", L["per_day"], " ", el("span", L["last_days"].format(n=days, day=last_day), class_="mute small")),
-                       chart_svg(per_day(rows, window), lang), id="per-day"))
-        body.append(_issues_section(issues, lang))
-        body.append(_top_section(groups, lang, report_link))
-        body.append(_instances_section(histories, lang, report_link))
-    return document(f"{L['page']} · ecs-crashdiag", lang, STYLE + CHART_STYLE, [head, el("main", body, class_="wrap")])
+        chart = chart_layout(per_day(rows, _days(last_day, days)))
+    return render(
+        "fleet.html.j2", lang=lang, csp=CSP, L=LABELS[lang],
+        KINDS=KIND_LABELS.get(lang, KIND_LABELS["en"]), CATEGORIES=CATEGORY_LABELS.get(lang, CATEGORY_LABELS["en"]),
+        report_url=lambda key: link(report_page_key(key)),
+        updated=index.get("updated") or "", errors=errors, chart=chart,
+        counts={"reports": len(rows), "instances": len({r.get("instance") for _, r in rows if r.get("instance")}),
+                "fingerprints": len(groups), "affected": len(affected_instances)},
+        issues=[facts({"rule": g["rule"], "title": g.get("title"), "category": g.get("category"), "instances": len(g["instances"]),
+                       "kernels": _top3(g["kernels"]), "upgrade_to": ", ".join(k for k, _ in g["upgrade_to"].most_common())})
+                for g in issues],
+        groups=[facts({"count": g["count"], "kind": g.get("kind"), "title": g.get("title"), "latest_key": g["latest_key"],
+                       "fingerprint": g.get("fingerprint"), "rule": g.get("rule"), "instances": len(g["instances"]),
+                       "kernels": _top3(g["kernels"]), "first": g["first"], "last": g["last"],
+                       "upgrade": g["upgrade_to"] if g.get("fix_status") == "affected" and g.get("upgrade_to") else None})
+                for g in groups[:TOP_FINGERPRINTS]],
+        groups_total=len(groups),
+        histories=[facts({"instance": g["instance"], "name": g.get("name"), "region": g.get("region"), "count": g["count"],
+                          "kernel": g.get("kernel"), "last": g["last"], "latest_key": g["items"][0][0],
+                          "latest_title": g["items"][0][1].get("title"), "shown": g["items"][:HISTORY_SHOWN],
+                          "older": len(g["items"]) - HISTORY_SHOWN})
+                   for g in histories[:INSTANCES_SHOWN]],
+        histories_total=len(histories), histories_more=len(histories) - INSTANCES_SHOWN,
+    )
 
 
 def _top3(c: Counter) -> str:
     return ", ".join(k for k, _ in c.most_common(3)) + (f" (+{len(c) - 3})" if len(c) > 3 else "")
-
-
-def _issues_section(issues: list[dict[str, Any]], lang: str) -> Html:
-    L = LABELS[lang]
-    if not issues:
-        return el("section", el("h2", L["issues"]), el("p", badge("✓", "ok"), " ", L["no_issues"]), id="issues")
-    head = el("tr", el("th", L["issue"]), el("th", L["category"]), el("th", L["n_inst"], class_="num"),
-              el("th", L["kernels"]), el("th", L["upgrade"]))
-    rows = [el("tr", el("td", el("code", g["rule"]), el("div", g.get("title") or "", class_="small mute"), class_="t"),
-               el("td", label_of(CATEGORY_LABELS, lang, g.get("category"))),
-               el("td", badge(str(len(g["instances"])), "bad"), class_="num"),
-               el("td", _top3(g["kernels"]), class_="small"),
-               el("td", el("b", ", ".join(k for k, _ in g["upgrade_to"].most_common()) or "-")))
-            for g in issues]
-    return el("section", el("h2", L["issues"]), el("table", head, rows), id="issues")
-
-
-def _top_section(groups: list[dict[str, Any]], lang: str, report_link: Callable[[str, str], Html]) -> Html:
-    L = LABELS[lang]
-    head = el("tr", el("th", L["crashes"], class_="num"), el("th", L["kind"]), el("th", L["title"]),
-              el("th", L["n_inst"], class_="num"), el("th", L["kernels"]), el("th", L["first"]), el("th", L["last"]))
-    rows = []
-    for g in groups[:TOP_FINGERPRINTS]:
-        fix = badge(L["upgrade"] + " " + g["upgrade_to"], "bad") if g.get("fix_status") == "affected" and g.get("upgrade_to") else None
-        rows.append(el("tr",
-                       el("td", el("b", str(g["count"])), class_="num"),
-                       el("td", el("code", g.get("kind") or "", class_="nowrap")),
-                       el("td", report_link(g["latest_key"], g.get("title") or ""),
-                          el("div", el("code", g.get("fingerprint") or "-"), " ",
-                             el("code", g["rule"]) if g.get("rule") else None, " ", fix, class_="small"), class_="t"),
-                       el("td", str(len(g["instances"])), class_="num"),
-                       el("td", _top3(g["kernels"]), class_="small"),
-                       el("td", _short_time(g["first"]), class_="small"),
-                       el("td", _short_time(g["last"]), class_="small")))
-    return el("section", el("h2", L["top"], " ", el("span", f"({len(groups)})", class_="mute small")),
-              el("table", head, rows), id="top")
-
-
-def _instances_section(histories: list[dict[str, Any]], lang: str, report_link: Callable[[str, str], Html]) -> Html:
-    L = LABELS[lang]
-    head = el("tr", el("th", L["instance"]), el("th", L["region"]), el("th", L["crashes"], class_="num"),
-              el("th", L["kernel"]), el("th", L["latest"]), el("th", L["last"]))
-    rows = []
-    for g in histories[:INSTANCES_SHOWN]:
-        latest_key, latest = g["items"][0]
-        hist_rows = [el("tr", el("td", _short_time(r["time"]), class_="small"), el("td", el("code", r.get("kind") or "", class_="nowrap")),
-                        el("td", report_link(k, r.get("title") or ""), class_="t"),
-                        el("td", r.get("kernel") or "", class_="small"),
-                        el("td", badge(L["host"], "warn") if r.get("host_failure") else None))
-                     for k, r in g["items"][:HISTORY_SHOWN]]
-        more = len(g["items"]) - HISTORY_SHOWN
-        history = el("details", el("summary", f"{g['count']} {L['crash_word']}"),
-                     el("table", hist_rows, class_="small"),
-                     el("p", L["more_history"].format(n=more), class_="small mute") if more > 0 else None) if g["count"] > 1 else None
-        name = f" ({plain(g['name'], 60)})" if g.get("name") else ""
-        rows.append(el("tr",
-                       el("td", el("code", g["instance"], class_="nowrap") if g["instance"] != "-" else el("span", L["by_hand"], class_="mute"), name),
-                       el("td", g.get("region") or "", class_="nowrap"),
-                       el("td", el("b", str(g["count"])), class_="num"),
-                       el("td", g.get("kernel") or "", class_="small"),
-                       el("td", report_link(latest_key, latest.get("title") or ""), history, class_="t"),
-                       el("td", _short_time(g["last"]), class_="small")))
-    more = len(histories) - INSTANCES_SHOWN
-    return el("section", el("h2", L["history"], " ", el("span", f"({len(histories)})", class_="mute small")),
-              el("table", head, rows),
-              el("p", L["more_instances"].format(n=more), class_="small mute") if more > 0 else None, id="instances")
 
 
 # --- the daily digest ----------------------------------------------------------------------
