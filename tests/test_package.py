@@ -113,7 +113,8 @@ def test_zip_layout(code_zips, function):
         sources = {n for n in names if not n.endswith(".pyc")}
         assert sources == {"index.py"} | source_files()
         for needed in ("crashdiag/classifier/rules/rule.schema.json", "crashdiag/pipeline/guest/collect-crash-log.sh",
-                       "crashdiag/pipeline/guest/audit-readiness.sh"):
+                       "crashdiag/pipeline/guest/audit-readiness.sh",
+                       "crashdiag/reports/templates/incident.html.j2", "crashdiag/reports/templates/fleet.html.j2"):
             assert needed in names
         assert any(n.startswith("crashdiag/classifier/rules/") and n.endswith(".yaml") for n in names)
         assert not any(n.startswith(("tests/", "functions/", "shared/")) for n in names)
@@ -169,6 +170,15 @@ def test_requirements_split_keeps_the_ecs_sdk_for_collect():
     assert package.FUNCTIONS_WITH_ECS == {"collect"}
 
 
+def test_only_the_page_writers_carry_the_template_engine():
+    assert package.FUNCTIONS_THAT_RENDER == {"collect", "diagnose", "fleet"}
+    for function in FUNCTIONS:
+        names = {package.canonical(r) for r in package.requirements_for(function)}
+        assert ("jinja2" in names) == (function in package.FUNCTIONS_THAT_RENDER), function
+        assert (package.COLLECT_ONLY <= names) == (function in package.FUNCTIONS_WITH_ECS), function
+        assert {"oss2", "pyyaml", "fastjsonschema"} <= names
+
+
 def test_canonical_names():
     assert package.canonical("PyYAML>=6.0") == "pyyaml"
     assert package.canonical("alibabacloud_tea>=0.3.3 (from alibabacloud-tea-util)") == "alibabacloud-tea"
@@ -201,6 +211,7 @@ def test_real_zip_carries_its_dependencies(real_zips, function, tmp_path):
     tops = {n.split("/", 1)[0] for n in names}
     assert {"index.py", "crashdiag", "oss2", "tenacity", "yaml", "fastjsonschema", "fc2"} <= tops
     assert (ECS_SDK in tops) == (function in package.FUNCTIONS_WITH_ECS)
+    assert ("jinja2" in tops) == ("markupsafe" in tops) == (function in package.FUNCTIONS_THAT_RENDER)
     assert "bin" not in tops
     want = package.DEFAULT_PYTHON_VERSION.replace(".", "")
     for n in names:
