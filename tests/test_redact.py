@@ -61,3 +61,97 @@ def test_redact_setting_applies_to_everything_the_pipeline_writes(tmp_path):
         assert "app-02" not in text and root_arg not in text, f.name  # ... but nowhere else
     rep = json.loads((prefix / "report.json").read_text())
     assert rep["redacted"] is True and rep["diagnosis"]["kind"] == "oom_panic"
+
+
+SECRETS = ("hunter2", "s3cr3t-luks", "tok-abc123")
+ADDRESSES = ("10.1.2.3", "fe80::a1:b2", "192.168.7.9")
+HOSTS = ("app-02", "app-02.corp.example")
+
+
+def _hostile_instance(tmp_path):
+    """i-bp1oompanic0002 with secrets on its command line and in its log, addresses and its
+    host name in the log, and its host name where the guest script reads it."""
+    import shutil
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    inst = tmp_path / "instances"
+    shutil.copytree(root / "events" / "instances" / "i-bp1oompanic0002", inst / "i-bp1oompanic0002")
+    r = inst / "i-bp1oompanic0002" / "root"
+    (r / "proc" / "sys" / "kernel" / "hostname").write_text("app-02\n")
+    cmdline = (r / "proc" / "cmdline").read_text().strip()
+    (r / "proc" / "cmdline").write_text(f"{cmdline} password=hunter2 rd.luks.key=s3cr3t-luks api_token=tok-abc123\n")
+    messages = r / "var" / "log" / "messages"
+    lines = messages.read_text().splitlines(keepends=True)
+    at = next(i for i, ln in enumerate(lines) if "Kernel panic" in ln)
+    extra = [
+        "Nov 26 09:00:00 app-02 kernel: [    0.000000] Command line: BOOT_IMAGE=/vmlinuz ro password=hunter2 "
+        "rd.luks.key=s3cr3t-luks api_token=tok-abc123\n",
+        "Nov 26 09:59:59 app-02 kernel: [3624965.300000] IPv4: martian source 10.1.2.3 from 192.168.7.9, on dev eth0\n",
+        "Nov 26 09:59:59 app-02 kernel: [3624965.300001] nfs: server app-02.corp.example not responding, fe80::a1:b2 timed out\n",
+    ]
+    messages.write_text("".join([*lines[:at], *extra, *lines[at:]]))
+    return root, inst
+
+
+def _stored_texts(tmp_path):
+    """Every stored object but the guest's own log, and every outbox message (attachments
+    decoded), as text."""
+    import email
+    from email import policy
+
+    out = {}
+    for f in sorted((tmp_path / "store").rglob("*")):
+        if f.is_file() and f.name not in ("crash.log", "guest-upload.log"):
+            out[str(f.relative_to(tmp_path))] = f.read_text(errors="replace")
+    for f in sorted((tmp_path / "outbox").iterdir()):
+        if f.suffix == ".eml":
+            msg = email.message_from_bytes(f.read_bytes(), policy=policy.default)
+            parts = [str(v) for _, v in msg.items()]
+            for part in msg.walk():
+                payload = part.get_payload(decode=True)
+                if payload:
+                    parts.append(payload.decode("utf-8", "replace"))
+            out[f.name] = "\n".join(parts)
+        else:
+            out[f.name] = f.read_text(errors="replace")
+    return out
+
+
+def _hostile_replay(tmp_path, redact: bool):
+    from crashdiag.replay import replay
+    from crashdiag.settings import Settings
+
+    root, inst = _hostile_instance(tmp_path)
+    settings = Settings.from_env({"CRASHDIAG_REDACT": "1" if redact else "0"}, store_dir=str(tmp_path / "store"),
+                                 instances_dir=str(inst), outbox_dir=str(tmp_path / "outbox"), collect_poll_seconds=0.01)
+    result = replay((root / "events" / "eventbridge-crash-oom-messages.json").read_bytes(), settings)
+    [inc] = result["incidents"]
+    crash = (tmp_path / "store" / inc["prefix"] / "crash.log").read_text()
+    for s in (*SECRETS, *ADDRESSES, *HOSTS):
+        assert s in crash  # the guest's log keeps everything ...
+    texts = _stored_texts(tmp_path)
+    assert any(n.endswith(".eml") for n in texts) and any(n.endswith("report.html") for n in texts)
+    assert any(n.endswith("collect.json") for n in texts) and any(n.endswith("event.json") for n in texts)
+    return texts
+
+
+def test_a_whole_replay_with_redaction_stores_and_sends_no_secret_address_or_host_name(tmp_path):
+    texts = _hostile_replay(tmp_path, redact=True)
+    for name, text in texts.items():  # ... and nothing else does
+        for s in (*SECRETS, *ADDRESSES, *HOSTS):
+            assert s not in text, (name, s)
+    report = json.loads(next(t for n, t in texts.items() if n.endswith("report.json")))
+    assert report["redacted"] is True and report["diagnosis"]["kind"] == "oom_panic"
+    assert "&lt;host&gt;" in next(t for n, t in texts.items() if n.endswith("report.html"))  # the raw-log section, redacted
+
+
+def test_command_line_secrets_are_masked_with_redaction_off(tmp_path):
+    texts = _hostile_replay(tmp_path, redact=False)
+    for name, text in texts.items():
+        for s in SECRETS:
+            assert s not in text, (name, s)
+    collect = json.loads(next(t for n, t in texts.items() if n.endswith("collect.json")))
+    assert "password=<redacted>" in collect["context"]["cmdline"] and "root=UUID=" in collect["context"]["cmdline"]
+    html = next(t for n, t in texts.items() if n.endswith("report.html"))
+    assert "10.1.2.3" in html and "rd.luks.key=&lt;redacted&gt;" in html  # redaction off: only secrets hidden

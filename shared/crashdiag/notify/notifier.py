@@ -314,7 +314,10 @@ class Notifier:
             data = self.store.get(key)
         except Exception:  # the log is gone or unreadable: the evidence lines still say something
             return content.evidence_excerpt(report, name) if (report.get("diagnosis") or {}).get("evidence") else None
-        return content.excerpt_of(data, report, name)
+        from ..reports.redact import scrub_log
+
+        name, excerpt = content.excerpt_of(data, report, name)
+        return name, scrub_log(excerpt, report)  # it leaves with the report: hidden as the report is
 
     # -- the timer: what is still owed ---------------------------------------------------------
 

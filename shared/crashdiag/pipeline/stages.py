@@ -127,7 +127,7 @@ class Pipeline:
 
     def _accept(self, ev: CrashEvent, summary: IngestSummary) -> None:
         prefix = check_prefix(ev.prefix)
-        record = {"event": ev.to_json(), "received_at": _now()}
+        record = self._private({"event": ev.to_json(), "received_at": _now()})
         self._put(f"{prefix}events/{ev.status}.json", _json(record), if_absent=True)
         if not self._put(f"{prefix}event.json", _json(record), if_absent=True):
             log.info("duplicate delivery of incident %s (%s)", ev.incident_id, ev.status)
@@ -177,6 +177,7 @@ class Pipeline:
                 result["notes"].append("the guest said it uploaded the log, but the object is missing; using the excerpt")
         result["incident"] = ev
         result["collected_at"] = _now()
+        result = self._private(result, record.get("redaction"))
         if log_bytes:
             self._put(f"{prefix}collect.json", _json(result), if_absent=True)
             # crash.log is the object whose creation triggers diagnosis: write it last.
@@ -188,21 +189,30 @@ class Pipeline:
             # A failure is news too: its report.json goes through the same notify stage.
             from ..reports.report import build_failure_report
 
-            self._write_report(prefix, build_failure_report(result, self.settings.lang), None)
+            self._write_report(prefix, build_failure_report(result, self.settings.lang), None, result.get("redaction"))
         return result
 
-    def _write_report(self, prefix: str, report: dict, raw_log: bytes | None) -> None:
-        """report.md and report.html first, then report.json, which the notify stage
-        listens to: written last, once. With CRASHDIAG_REDACT, everything written here (and
-        so every notification built from it) has IPs, host names and the command line hidden."""
-        from ..reports.html_report import render_html
-        from ..reports.report import render_markdown
+    def _private(self, record: dict, previous: dict | None = None) -> dict:
+        """What a stage stores besides crash.log: command-line secrets masked always; with
+        CRASHDIAG_REDACT, IPs, host names (kept as salted digests in its ``redaction``
+        record, for the stages after it) and the command line hidden (SECURITY.md)."""
+        from ..reports.redact import mask_report, redact_record
 
         if self.settings.redact:
-            from ..reports.redact import redact_log, redact_report
+            return redact_record(record, previous=previous)
+        return mask_report(record)
 
-            report = redact_report(report)
-            raw_log = redact_log(raw_log) if raw_log else raw_log
+    def _write_report(self, prefix: str, report: dict, raw_log: bytes | None, redaction: dict | None = None) -> None:
+        """report.md and report.html first, then report.json, which the notify stage
+        listens to: written last, once. Everything written here (and so every notification
+        built from it) goes through _private; the raw-log section of report.html too."""
+        from ..reports.html_report import render_html
+        from ..reports.redact import mask_log, redact_log, sealed_from
+        from ..reports.report import render_markdown
+
+        report = self._private(report, redaction)
+        if raw_log:
+            raw_log = redact_log(raw_log, (), sealed_from(report.get("redaction"))) if self.settings.redact else mask_log(raw_log)
         lang = self.settings.lang
         self._put(f"{prefix}report.md", render_markdown(report, lang).encode("utf-8"), content_type="text/markdown; charset=utf-8")
         self._put(f"{prefix}report.html", render_html(report, lang, raw_log).encode("utf-8"), content_type="text/html; charset=utf-8")
@@ -251,7 +261,7 @@ class Pipeline:
             return existing
         data = self._get(log_key)
         report = build_report(data, collect, self.settings.lang, source=log_key, budget_s=self.settings.classify_budget_seconds)
-        self._write_report(prefix, report, data)
+        self._write_report(prefix, report, data, collect.get("redaction"))
         if prefix.startswith("incidents/"):
             self.set_state(prefix, "diagnosed", kind=report["diagnosis"]["kind"], rule=(report["diagnosis"]["rule"] or {}).get("id"))
         return report

@@ -10,12 +10,21 @@ from ECS) and the whole kernel command line (it can carry root device UUIDs, clo
 seeds) become ``<ip>``, ``<host>``, ``<redacted>``. Kernel symbols, module names and
 versions are kept: the diagnosis needs them.
 
+Host names must be recognised by stages that run after the record naming them was stored
+redacted (diagnose reads a redacted collect.json; notify a redacted report.json). They
+travel as a ``redaction`` record of salted SHA-256 digests (``seal``); ``redact_text``
+hashes each name-shaped token and hides the ones that match. A reader of the bucket who
+guesses a host name can confirm the guess: the digests hide names, they do not protect
+guessable ones.
+
 Every pattern runs on RE2 (``classifier.regex``) and candidates are checked by plain code,
 so the time is linear in the text: a log line is written by whoever had root on the guest.
 """
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 from typing import Any
 
 from ..classifier import regex as re
@@ -44,8 +53,76 @@ def mask_secrets(text: str) -> str:
     return _SECRET_ARG.sub(lambda m: f"{m.group(1)}<redacted>", text)
 
 
-def redact_text(text: str, hostnames: tuple[str, ...] = ()) -> str:
+_NAME_RUN = re.compile(r"[\w.-]{3,}")
+_NAME_MAX = 253
+
+
+class Sealed:
+    """Host names known only by their salted digests (a stored ``redaction`` record)."""
+
+    def __init__(self, salt: str, digests: frozenset[str]) -> None:
+        self.salt, self.digests = salt, digests
+
+    def digest(self, name: str) -> str:
+        return hashlib.sha256(f"{self.salt}\0{name.lower()}".encode("utf-8", "replace")).hexdigest()
+
+    def hides(self, name: str) -> bool:
+        return self.digest(name) in self.digests
+
+    def record(self) -> dict[str, Any]:
+        return {"salt": self.salt, "names": sorted(self.digests)}
+
+
+def seal(names: tuple[str, ...], previous: dict[str, Any] | None = None) -> Sealed:
+    """A Sealed holding the digests of ``names`` (and their short forms), added to a
+    previous record's (same salt) or under a new random salt."""
+    old = sealed_from(previous)
+    sealed = old or Sealed(secrets.token_hex(16), frozenset())
+    return Sealed(sealed.salt, sealed.digests | {sealed.digest(n) for n in _forms(names)})
+
+
+def sealed_from(record: Any) -> Sealed | None:
+    if not isinstance(record, dict) or not isinstance(record.get("salt"), str):
+        return None
+    return Sealed(record["salt"], frozenset(str(d) for d in record.get("names") or ()))
+
+
+def _forms(names: tuple[str | None, ...]) -> list[str]:
+    out: list[str] = []
+    for n in names:
+        if isinstance(n, str) and len(n.strip()) >= 3 and n.strip() != "<host>":
+            for v in (n.strip(), n.strip().split(".", 1)[0]):
+                if len(v) >= 3 and v not in out:
+                    out.append(v)
+    return out
+
+
+def _replace_sealed(text: str, sealed: Sealed) -> str:
+    """Each run of name characters whose start is a sealed name (ending at the run's end or
+    before one of its dots) has that name replaced by <host>."""
+
+    def one(m: Any) -> str:
+        run = m.group(0)
+        if len(run) <= _NAME_MAX and sealed.hides(run):
+            return "<host>"
+        cut = -1
+        i = run.find(".", 3)
+        while 0 <= i <= _NAME_MAX:  # a DNS name is at most 253 characters: bounded work per run
+            if sealed.hides(run[:i]):
+                cut = i
+            i = run.find(".", i + 1)
+        return run if cut < 0 else "<host>" + run[cut:]
+
+    return _NAME_RUN.sub(one, text)
+
+
+_CMDLINE_LINE = re.compile(r"((?:Kernel )?[Cc]ommand line: ).*")
+
+
+def redact_text(text: str, hostnames: tuple[str, ...] = (), sealed: Sealed | None = None) -> str:
     text = mask_secrets(text)
+    if "ommand line: " in text:
+        text = _CMDLINE_LINE.sub(lambda m: f"{m.group(1)}<redacted>", text)
     text = _SYSLOG_HOST.sub(lambda m: f"{m.group(1)}<host>{m.group(3)}", text)
     text = _IPV4_RUN.sub(_ip4, text)
     if ":" in text:
@@ -53,6 +130,8 @@ def redact_text(text: str, hostnames: tuple[str, ...] = ()) -> str:
     for name in hostnames:
         if name and len(name) >= 3:
             text = _replace_name(text, name)
+    if sealed is not None and sealed.digests:
+        text = _replace_sealed(text, sealed)
     return text
 
 
@@ -120,17 +199,11 @@ def _walk(obj: Any, fn: Any, cmdline_whole: bool) -> Any:
 
 def hostnames_of(report_or_collect: dict[str, Any], extra: tuple[str | None, ...] = ()) -> tuple[str, ...]:
     """The names a report or collect.json knows the machine by: the guest's host name and
-    FQDN (and its short form), the instance name and the host name ECS reports."""
+    FQDN (and their short forms) and the instance name."""
     ctx = report_or_collect.get("guest_context") or report_or_collect.get("context") or {}
     inc = report_or_collect.get("incident") or {}
-    names = [ctx.get("hostname"), ctx.get("fqdn"), inc.get("instance_name"), inc.get("host_name"), inc.get("hostname"), *extra]
-    out: list[str] = []
-    for n in names:
-        if isinstance(n, str) and n.strip():
-            for v in (n.strip(), n.strip().split(".", 1)[0]):
-                if v not in out:
-                    out.append(v)
-    return tuple(sorted(out, key=len, reverse=True))  # the FQDN before its short form
+    names = (ctx.get("hostname"), ctx.get("fqdn"), inc.get("instance_name"), inc.get("host_name"), *extra)
+    return tuple(sorted(_forms(names), key=len, reverse=True))  # the FQDN before its short form
 
 
 def mask_report(report: dict[str, Any]) -> dict[str, Any]:
@@ -138,20 +211,21 @@ def mask_report(report: dict[str, Any]) -> dict[str, Any]:
     return _walk(report, mask_secrets, False)
 
 
-def redact_report(report: dict[str, Any], hostnames: tuple[str, ...] = ()) -> dict[str, Any]:
+def redact_record(record: dict[str, Any], hostnames: tuple[str, ...] = (), previous: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A copy of a report, collect.json or event record with IPs, host names and the kernel
+    command line hidden, and a ``redaction`` record (the host names' salted digests, with
+    those of ``previous``) for the stages after it."""
+    names = tuple(dict.fromkeys((*hostnames, *hostnames_of(record))))
+    sealed = seal(names, previous if previous is not None else record.get("redaction"))
+    red = _walk({k: v for k, v in record.items() if k != "redaction"}, lambda s: redact_text(s, names, sealed), True)
+    red["redacted"] = True
+    red["redaction"] = sealed.record()
+    return red
+
+
+def redact_report(report: dict[str, Any], hostnames: tuple[str, ...] = (), previous: dict[str, Any] | None = None) -> dict[str, Any]:
     """A copy of a report with IPs, host names and the kernel command line hidden."""
-    names = tuple(dict.fromkeys((*hostnames, *hostnames_of(report))))
-    red = _walk(report, lambda s: redact_text(s, names), True)
-    red["redacted"] = True
-    return red
-
-
-def redact_collect(collect: dict[str, Any], hostnames: tuple[str, ...] = ()) -> dict[str, Any]:
-    """collect.json as stored under CRASHDIAG_REDACT: the same walk as a report."""
-    names = tuple(dict.fromkeys((*hostnames, *hostnames_of(collect))))
-    red = _walk(collect, lambda s: redact_text(s, names), True)
-    red["redacted"] = True
-    return red
+    return redact_record(report, hostnames, previous)
 
 
 def mask_log(data: bytes) -> bytes:
@@ -162,6 +236,14 @@ def mask_log(data: bytes) -> bytes:
     return "\n".join(mask_secrets(line) for line in text.split("\n")).encode("utf-8")
 
 
-def redact_log(data: bytes, hostnames: tuple[str, ...] = ()) -> bytes:
+def redact_log(data: bytes, hostnames: tuple[str, ...] = (), sealed: Sealed | None = None) -> bytes:
     text = data.decode("utf-8", "replace")
-    return "\n".join(redact_text(line, hostnames) for line in text.split("\n")).encode("utf-8")
+    return "\n".join(redact_text(line, hostnames, sealed) for line in text.split("\n")).encode("utf-8")
+
+
+def scrub_log(data: bytes, report: dict[str, Any]) -> bytes:
+    """Log bytes about to leave with a report (an attachment): secrets masked always, and
+    with the report redacted, redacted the same way (names from its ``redaction`` record)."""
+    if report.get("redacted"):
+        return redact_log(data, (), sealed_from(report.get("redaction")))
+    return mask_log(data)

@@ -209,6 +209,8 @@ UNAME_R=
 first_line "$ROOT/proc/sys/kernel/osrelease"
 UNAME_R=$FL
 if [ -z "$UNAME_R" ] && [ -z "$ROOT" ] && have uname; then UNAME_R=$(uname -r) || UNAME_R=; fi
+first_line "$ROOT/proc/sys/kernel/hostname"
+HOST_NAME=$FL  # so that CRASHDIAG_REDACT can hide it wherever the log repeats it
 
 OS_ID=
 OS_VERSION_ID=
@@ -294,6 +296,7 @@ fi
 
 printf 'CRASHDIAG-BEGIN 1\n'
 kv context.uname_r "$UNAME_R"
+kv context.hostname "$HOST_NAME"
 kv context.os_id "$OS_ID"
 kv context.os_version_id "$OS_VERSION_ID"
 kv context.cmdline "$CMDLINE"
