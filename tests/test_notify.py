@@ -673,6 +673,83 @@ def test_email_over_each_smtp_security_mode(oss_store, wall, cert, robot, securi
         assert m["Message-ID"] == "<crashdiag.i-bp1kdumpel7demo01.e-test00000001@mail.example.com>"
 
 
+def _mailer_world(oss_store, wall, cert, robot, smtp_factory, **over):  # noqa: F811
+    """A pipeline whose mailer dials through ``smtp_factory`` (the real ``connect`` behind it)."""
+    from crashdiag.notify import build_notifier
+
+    s = settings_for(robot, None, **{"smtp_host": "127.0.0.1", "smtp_port": 0, "mail_from": "", **over})
+    w = World(oss_store, s, wall, cert)
+    notifier = build_notifier(s, oss_store, now=wall, sleep=wall.sleep, opener=DIRECT, ssl_context=cert.client_context(),
+                              smtp_factory=smtp_factory)
+    w.pipeline = Pipeline(oss_store, None, None, s, notifier=notifier)
+    return w
+
+
+@pytest.mark.parametrize("security,port,auth", [("ssl", 465, True), ("starttls", 80, True), ("none", 25, False)])
+def test_each_smtp_mode_dials_its_default_port(oss_store, wall, cert, robot, security, port, auth):  # noqa: F811
+    """SMTP_PORT unset: ssl dials 465, starttls 80 (DirectMail's STARTTLS port; 25 is closed
+    on ECS), none 25. The stand-in listens elsewhere: the dial is forwarded there."""
+    from crashdiag.notify.mail import connect
+
+    user, password = (SMTP_USER, SMTP_PASSWORD) if auth else ("", "")
+    dialled = []
+
+    def factory(host, p, sec, timeout, context):
+        dialled.append((p, sec))
+        return connect(host, smtp.port, sec, timeout, context)
+
+    with SmtpStandIn(security, cert, user=user, password=password) as smtp:
+        w = _mailer_world(oss_store, wall, cert, robot, factory, smtp_security=security, smtp_user=user, smtp_password=password)
+        doc = w.pipeline.notify(w.incident())
+        assert statuses(doc)["email"] == "sent" and dialled == [(port, security)]
+        (mail,) = smtp.received
+        assert mail.tls == (security != "none") and mail.authenticated_as == (SMTP_USER if auth else None)
+
+
+def test_starttls_on_the_implicit_tls_port_times_out_and_says_why(oss_store, wall, cert, robot):  # noqa: F811
+    """DirectMail's 465 speaks TLS from the first byte: a STARTTLS client waits for a greeting
+    that never comes. The failure names the fix."""
+    from crashdiag.notify.mail import connect
+
+    with SmtpStandIn("ssl", cert, user=SMTP_USER, password=SMTP_PASSWORD) as smtp:
+        w = _mailer_world(oss_store, wall, cert, robot, lambda h, p, sec, t, c: connect(h, smtp.port, sec, t, c),
+                          smtp_security="starttls", smtp_port=465, smtp_user=SMTP_USER, smtp_password=SMTP_PASSWORD,
+                          notify_timeout=0.5)
+        doc = w.pipeline.notify(w.incident())
+        (attempt,) = doc["channels"]["email"]["attempts"]
+        assert attempt["outcome"] == "failed" and "use SMTP_SECURITY=ssl" in attempt["detail"] and not smtp.received
+        # and inside its TLS session the port does not offer STARTTLS either
+        import smtplib
+
+        with smtplib.SMTP_SSL("127.0.0.1", smtp.port, timeout=5, context=cert.client_context()) as s:
+            s.ehlo()
+            assert not s.has_extn("starttls") and s.docmd("STARTTLS")[0] == 454
+
+
+@pytest.mark.parametrize("case", ["password in clear", "sender is not the login"])
+def test_smtp_settings_directmail_would_refuse_are_refused_before_connecting(oss_store, wall, cert, robot, case, caplog):  # noqa: F811
+    dialled = []
+    over = {"smtp_security": "none", "smtp_user": SMTP_USER, "smtp_password": SMTP_PASSWORD} if case == "password in clear" else \
+        {"smtp_security": "ssl", "smtp_user": SMTP_USER, "smtp_password": SMTP_PASSWORD, "mail_from": "alerts@other.example.com"}
+    caplog.set_level(logging.ERROR, logger="crashdiag.notify.mail")
+    # DirectMail's endpoint (nothing is dialled: the factory would record it)
+    w = _mailer_world(oss_store, wall, cert, robot, lambda *a: dialled.append(a), smtp_host="smtpdm.aliyun.com", **over)
+    assert any("email is off" in r.getMessage() for r in caplog.records)  # said at start
+    doc = w.pipeline.notify(w.incident())
+    assert statuses(doc) == {"dingtalk": "sent", "email": "rejected"} and dialled == []
+    detail = doc["channels"]["email"]["done"]["detail"]
+    assert ("in clear" in detail and "starttls (port 80)" in detail) if case == "password in clear" else \
+        ("DirectMail requires the SMTP login to be the sender address" in detail and "MAIL_FROM" in detail)
+    assert SMTP_PASSWORD not in detail
+
+
+def test_plain_smtp_with_a_login_is_fine_to_a_relay_on_this_machine(oss_store, wall, cert, robot):  # noqa: F811
+    with SmtpStandIn("none", cert, user=SMTP_USER, password=SMTP_PASSWORD) as smtp:
+        w = World(oss_store, settings_for(robot, smtp, smtp_user=SMTP_USER, smtp_password=SMTP_PASSWORD), wall, cert)
+        assert statuses(w.pipeline.notify(w.incident()))["email"] == "sent"
+        assert smtp.received[0].authenticated_as == SMTP_USER and not smtp.received[0].tls
+
+
 def test_smtp_wrong_password_is_rejected_not_retried(oss_store, wall, cert, robot):  # noqa: F811
     with SmtpStandIn("ssl", cert, user=SMTP_USER, password="the-right-one") as smtp:
         w = World(oss_store, settings_for(robot, smtp, smtp_password=SMTP_PASSWORD), wall, cert)

@@ -103,13 +103,14 @@ def test_sign_is_what_dingtalk_documents():
 
 def test_email_headers_parts_and_attachment():
     notice = {**NOTICE, "instance_name": "a\r\nBcc: x@evil.example"}
-    msg = card(notice, REPORT, "en", link="", link_ttl=0, excerpt=("crash-i-bp1abc.log.txt", b"kernel: BUG\n"))
+    msg = card(notice, REPORT, "en", link="", link_ttl=0, excerpt=("crash-i-bp1abc.log.txt", "kernel: BUG 内核\n".encode()))
     m = email.message_from_bytes(bytes(build_email(msg, mail_from="a@b.example", mail_to=["c@d.example"], lang="en", now=0)),
                                  policy=email.policy.default)
     assert m["Bcc"] is None and m["To"] == "c@d.example" and "\n" not in m["Subject"]
     assert m["Message-ID"] == "<crashdiag.i-bp1abc.e-1@b.example>" and m["Auto-Submitted"] == "auto-generated"
     (att,) = m.iter_attachments()
-    assert att.get_filename() == "crash-i-bp1abc.log.txt" and att.get_content() == "kernel: BUG\n"
+    assert att.get_filename() == "crash-i-bp1abc.log.txt" and att.get_content_charset() == "utf-8"
+    assert att.get_content() == "kernel: BUG 内核\n"  # non-ASCII log text readable as it was
 
 
 def test_mail_to_takes_only_plain_addresses():

@@ -107,9 +107,9 @@ class Settings:
     dingtalk_keyword: str = ""
     dingtalk_at_mobiles: str = ""  # comma-separated
     dingtalk_at_all: bool = False
-    # Email (DirectMail SMTP: SSL on 465; port 25 is closed on Alibaba Cloud).
+    # Email (DirectMail SMTP: implicit SSL on 465, STARTTLS on 80; port 25 is closed on ECS).
     smtp_host: str = ""
-    smtp_port: int = 465
+    smtp_port: int = 0  # 0: by SMTP_SECURITY (ssl 465, starttls 80, none 25)
     smtp_user: str = ""
     smtp_password: str = field(default="", repr=False)
     smtp_security: str = "ssl"  # ssl | starttls | none

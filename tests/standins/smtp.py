@@ -1,5 +1,14 @@
-"""A real SMTP server on 127.0.0.1 (aiosmtpd): implicit TLS (like DirectMail's 465),
-STARTTLS, or plain; with AUTH when a user is given; faults on demand.
+"""A real SMTP server on 127.0.0.1 (aiosmtpd) speaking one of DirectMail's three ways
+(https://www.alibabacloud.com/help/en/direct-mail/smtp-endpoints: "ports 25, 80, and 465
+for SSL"; STARTTLS on 25 or 80), with AUTH when a user is given; faults on demand:
+
+- ``ssl``: implicit TLS from the first byte, as DirectMail's 465. A client that connects
+  in plain text and waits for the greeting gets none (the server waits for a TLS
+  handshake), so a STARTTLS client there times out, as on the real port; STARTTLS inside
+  the TLS session is refused (454, aiosmtpd without a STARTTLS context).
+- ``starttls``: a plain greeting, STARTTLS offered and required before AUTH and mail, as
+  DirectMail's 80 and 25.
+- ``none``: plain, no TLS at all (a local relay).
 
 aiosmtpd's ``Controller(port=0)`` does not work (it connects to the port it was given to
 check that it is up), so a free port is picked first. A stand-in built with ``port=``
@@ -151,6 +160,7 @@ class SmtpStandIn:
             # with implicit TLS the whole session is encrypted, but aiosmtpd only knows about STARTTLS
             kwargs["auth_require_tls"] = self.security == "starttls"
         if self.security == "ssl":
+            # implicit TLS only: no tls_context, so STARTTLS is not offered and is answered 454
             kwargs["ssl_context"] = self.cert.server_context()
         elif self.security == "starttls":
             kwargs["tls_context"] = self.cert.server_context()

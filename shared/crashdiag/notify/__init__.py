@@ -39,7 +39,8 @@ def build_channels(settings: Settings, *, outbox_dir: str = "", now: Callable[[]
                                         at_all=settings.dingtalk_at_all))
     if settings.smtp_host and settings.mail_to:
         mailer = SmtpMailer(settings.smtp_host, settings.smtp_port, settings.smtp_security, settings.smtp_user, settings.smtp_password,
-                            timeout=settings.notify_timeout, ssl_context=ssl_context, factory=smtp_factory, sleep=sleep)
+                            mail_from=settings.mail_from, timeout=settings.notify_timeout, ssl_context=ssl_context,
+                            factory=smtp_factory, sleep=sleep)
         channels.append(EmailChannel(mail_from=settings.mail_from or settings.smtp_user, mail_to=settings.mail_to, lang=settings.lang,
                                      mailer=mailer, now=now))
     elif outbox:
