@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 import threading
 import time
@@ -863,6 +864,18 @@ def test_chinese_messages(oss_store, wall, cert, robot, smtp):  # noqa: F811
     text = robot.texts()[0]
     assert "**实例**" in text and "**第一步**" in text and "**修复状态**" in text and "链接 7 天内有效" in text
     assert smtp.messages[0]["Subject"].startswith("[宕机] i-bp1kdumpel7demo01：")
+    # Chinese throughout: past the crash's own title (log text), the rule's cause and step
+    # (the rule's Chinese text) and the link, only identifiers are in Latin letters
+    report = json.loads(w.store.get("incidents/cn-hangzhou/i-bp1kdumpel7demo01/e-test00000001/report.json"))
+    release = report["diagnosis"]["kernel"]["release"]
+    rest = []
+    for line in text.replace("\\", "").split("\n\n")[1:]:
+        label, _, value = line.partition("**: ")
+        if label in ("**原因", "**第一步") or line.startswith("[完整报告]("):
+            continue
+        rest.append(value.replace(release, "").replace("i-bp1kdumpel7demo01", "").replace("cn-hangzhou", "").replace("null_deref", ""))
+    assert "受影响" in "".join(rest) and "高" in rest  # the fix status and the confidence, in Chinese
+    assert set(re.findall(r"[A-Za-z]{2,}", " ".join(rest))) <= {"kdump", "vmcore", "dmesg"}, rest
 
 
 def test_no_channel_configured_records_that_nobody_was_told(oss_store, wall, cert):  # noqa: F811
