@@ -182,18 +182,62 @@ def test_agent_offline_gives_client_not_running(ecs: EcsStandIn) -> None:
     api = make_api(ecs)
     invoke_id = api.run_command(REGION, DB, SCRIPT, {"since": "1"}, 60)
     r = api.invocation_result(REGION, invoke_id, DB)
-    assert r.status == "Failed" and r.error_code == "ClientNotRunning"
+    assert r.status == "Aborted" and r.error_code == "ClientNotRunning"  # not sent: Aborted
+    assert r.error_info == "the aliyun service is not running on the instance"
     assert r.exit_code is None and r.output == b""
 
 
-def test_output_over_24k_is_cut_with_dropped(ecs: EcsStandIn) -> None:
+CUT_SCRIPT = "printf HEAD; head -c 30000 /dev/zero | tr '\\000' A; printf TAIL"
+
+
+def test_agent_keeps_the_tail_of_a_quick_commands_output(ecs: EcsStandIn) -> None:
+    """Nothing streamed before the end (a quick command): the last 12,000 bytes
+    (basetask.go getReportString; simulate.agent_output_cut)."""
     api = make_api(ecs)
-    invoke_id = api.run_command(REGION, WEB, "head -c 30000 /dev/zero | tr '\\000' A", {}, 60)
-    r = api.invocation_result(REGION, invoke_id, WEB)
-    assert r.status == "Success"
-    assert len(r.output) == OUTPUT_LIMIT == 24 * 1024
-    assert r.output == b"A" * OUTPUT_LIMIT
-    assert r.dropped == 30000 - OUTPUT_LIMIT
+    r = api.invocation_result(REGION, api.run_command(REGION, WEB, CUT_SCRIPT, {}, 60), WEB)
+    assert r.status == "Success" and OUTPUT_LIMIT == 24 * 1024
+    assert len(r.output) == 12000 and r.dropped == 30008 - 12000
+    assert r.output.endswith(b"ATAIL") and b"HEAD" not in r.output
+
+
+def test_agent_keeps_head_and_tail_of_a_long_commands_output(ecs: EcsStandIn, cloud: SimulatedCloud) -> None:
+    """Three ticks streamed 6,144 bytes as running output: those, then the tail."""
+    cloud.instances[WEB].agent_head = 6144
+    api = make_api(ecs)
+    r = api.invocation_result(REGION, api.run_command(REGION, WEB, CUT_SCRIPT, {}, 60), WEB)
+    assert len(r.output) == 12000 and r.dropped == 30008 - 12000
+    assert r.output.startswith(b"HEADAAA") and r.output.endswith(b"ATAIL")
+    assert r.output == (b"HEAD" + b"A" * 29996 + b"TAIL")[:6144] + (b"HEAD" + b"A" * 30000 + b"TAIL")[-(12000 - 6144):]
+
+
+def test_instance_info_says_the_os_type(ecs: EcsStandIn, cloud: SimulatedCloud) -> None:
+    api = make_api(ecs)
+    info = api.instance_info(REGION, WEB)
+    assert info is not None and (info.os_type, info.name, info.windows) == ("linux", "web-01", False)
+    cloud.instances[DB].os_type = "windows"
+    info = api.instance_info(REGION, DB)
+    assert info is not None and info.windows and info.os_name.startswith("Windows")
+    assert api.instance_info(REGION, "i-nosuch") is None
+    assert json.loads(ecs.calls("DescribeInstances")[0].params["InstanceIds"]) == [WEB]
+
+
+def test_shell_script_on_windows_is_not_applicable(ecs: EcsStandIn, cloud: SimulatedCloud) -> None:
+    cloud.instances[WEB].os_type = "windows"
+    api = make_api(ecs)
+    r = api.invocation_result(REGION, api.run_command(REGION, WEB, SCRIPT, {"since": "1"}, 60), WEB)
+    assert (r.status, r.error_code) == ("Invalid", "CommandNotApplicable")
+
+
+@pytest.mark.parametrize("code", sorted(__import__("crashdiag.cloud.simulate", fromlist=["x"]).ERROR_STATUS))
+def test_every_documented_error_code_comes_back_with_its_status(code: str, ecs: EcsStandIn, cloud: SimulatedCloud) -> None:
+    from crashdiag.cloud.simulate import ERROR_STATUS
+
+    cloud.instances[WEB].runs = [code, "ok"]
+    api = make_api(ecs)
+    r = api.invocation_result(REGION, api.run_command(REGION, WEB, SCRIPT, {"since": "1"}, 60), WEB)
+    assert (r.status, r.error_code) == (ERROR_STATUS[code], code) and r.finished
+    r = api.invocation_result(REGION, api.run_command(REGION, WEB, SCRIPT, {"since": "2"}, 60), WEB)
+    assert (r.status, r.error_code) == ("Success", None)  # the next run lands
 
 
 def test_console_output(ecs: EcsStandIn) -> None:
@@ -210,7 +254,33 @@ def test_console_output(ecs: EcsStandIn) -> None:
 def test_script_too_large_is_refused_locally(ecs: EcsStandIn) -> None:
     err = expect_error(make_api(ecs).run_command, REGION, WEB, "#" * 20000, {}, 60)
     assert err.code == "InvalidParameter.CommandContent" and not err.retryable
-    assert ecs.count() == 0
+    # 16,000 bytes of script fit alone (21,336 in base64) but not with a 4 KB parameter
+    make_api(ecs).run_command(REGION, WEB, "#" * 16000, {}, 60)
+    err = expect_error(make_api(ecs).run_command, REGION, WEB, "#" * 16000, {"u": "x" * 4000}, 60)
+    assert err.code == "InvalidParameter.CommandContent" and "parameters" in err.message
+    assert ecs.count("RunCommand") == 1
+
+
+def test_standin_counts_parameters_in_the_24k(ecs: EcsStandIn) -> None:
+    """The stand-in, like RunCommand, adds the base64 parameters to the base64 content:
+    sent straight through the SDK client, past our own check."""
+    import base64
+
+    from alibabacloud_ecs20140526 import models
+
+    client = make_api(ecs)._client(REGION)
+    content = base64.b64encode(b"#" * 16000 + b"{{u}}").decode()
+
+    def run(value: str):
+        return client.run_command(models.RunCommandRequest(
+            region_id=REGION, type="RunShellScript", command_content=content, content_encoding="Base64",
+            instance_id=[WEB], enable_parameter=True, parameters={"u": value}, timeout=60))
+
+    assert run("x" * 100).body.invoke_id
+    with pytest.raises(Exception) as info:
+        run("x" * 4000)
+    assert getattr(info.value, "code", "") == "InvalidParameter.CommandContent"
+    assert ecs.calls("RunCommand")[-1].status == 400
 
 
 def test_one_client_per_region_built_lazily(ecs: EcsStandIn) -> None:

@@ -82,7 +82,7 @@ def run_script(
     work: Path,
     *,
     since: str = "0",
-    max_bytes: str = "20000",
+    max_bytes: str = "11000",
     upload_url: str = "",
     shell: list[str] | None = None,
     path: str | None = None,
@@ -121,7 +121,7 @@ def tree_listing(root: Path) -> dict[str, tuple]:
 
 
 def payload_section(out: bytes) -> bytes:
-    return out.split(b"CRASHDIAG-LOG\n", 1)[1].rsplit(b"CRASHDIAG-END", 1)[0]
+    return out.split(b"CRASHDIAG-LOG\n", 1)[1].rsplit(b"CRASHDIAG-TAIL\n", 1)[0]
 
 
 def tool_dir(dest: Path, tools: dict[str, str]) -> str:
@@ -145,10 +145,10 @@ def window_of(data: bytes, window: str) -> bytes:
     return b"".join(data.splitlines(keepends=True)[first - 1:last])
 
 
-def check_big(out: bytes, log: bytes, max_bytes: int = 20000, whole_report: bool = True) -> dict:
+def check_big(out: bytes, log: bytes, max_bytes: int = 11000, whole_report: bool = True) -> dict:
     g = parse_guest_output(out)
     assert not g["truncated"]
-    assert len(out) < OUTPUT_LIMIT
+    assert len(out) <= max_bytes  # the whole output stays in the budget, inside the agent's 12,000
     assert len(payload_section(out)) <= max_bytes
     meta = g["log"]
     assert meta["source"] == "messages" and meta["complete"] == "no"
@@ -248,7 +248,7 @@ def test_empty_root_still_gives_the_markers(tmp_path):
     root = tmp_path / "empty"
     root.mkdir()
     out, _ = run_script(root, tmp_path)
-    assert out.startswith(b"CRASHDIAG-BEGIN 1\n") and out.endswith(b"CRASHDIAG-END\n")
+    assert out.startswith(b"CRASHDIAG-BEGIN 2\n") and out.endswith(b"CRASHDIAG-END 2\n")
     assert parse_guest_output(out)["log"]["source"] == "none"
 
 
@@ -364,11 +364,12 @@ def test_hostile_upload_url_is_neutralised(url, shell, tmp_path):
     assert tree_listing(root) == before
 
 
-@pytest.mark.parametrize(("value", "budget"), [("12", 4096), ("abc", 20000), ("99999999999", 20000), ("", 20000), ("5000", 5000)])
+@pytest.mark.parametrize(("value", "budget"), [("12", 4096), ("abc", 11000), ("99999999999", 11000), ("", 11000), ("8000", 8000),
+                                               ("20000", 20000)])
 def test_max_bytes_is_validated_and_clamped(value, budget, tmp_path):
     root = copy_instance(BIG06, tmp_path)
     out, _ = run_script(root, tmp_path, max_bytes=value)
-    # 4096 bytes hold ~70 syslog lines: the end of the report, not all of it
+    # 4096 bytes, less the header, hold the end of the report, not all of it
     check_big(out, (root / "var/log/messages").read_bytes(), max_bytes=budget, whole_report=budget > 4096)
 
 
@@ -451,7 +452,8 @@ def test_only_sh_cat_ls_head_tail_grep_sed(instance, tmp_path):
     assert g["log"]["size"] == str(len(log))
     assert g["log"]["uploaded"] == "failed"  # asked to, but no curl or wget
     if instance == BIG06:
-        check_big(out, log)
+        # uncompressed, the ~9.5 KB the budget leaves hold the end of the report, not all of it
+        check_big(out, log, whole_report=False)
     else:
         assert g["log"]["complete"] == "yes" and g["payload"] == log
 
@@ -664,7 +666,7 @@ def kdump_output(tmp_path_factory) -> tuple[bytes, bytes]:
 def test_parser_tolerates_noise_before_begin_and_str_input(kdump_output):
     out, log = kdump_output
     g = parse_guest_output(("motd line\r\n" + out.decode()).replace("\n", "\r\n"))
-    assert g["payload"] == log and g["log"]["source"] == "kdump" and g["version"] == "1"
+    assert g["payload"] == log and g["log"]["source"] == "kdump" and g["version"] == "2"
 
 
 def test_parser_reports_a_cut_output_as_truncated(kdump_output):
@@ -678,11 +680,15 @@ def test_parser_reports_a_cut_output_as_truncated(kdump_output):
 
 
 def test_parser_plain_and_base64_payloads():
-    plain = b"CRASHDIAG-BEGIN 1\nlog.source=messages\nlog.encoding=none\nCRASHDIAG-LOG\na\nCRASHDIAG-END\nb\nCRASHDIAG-END\n"
-    assert parse_guest_output(plain)["payload"] == b"a\nCRASHDIAG-END\nb\n"
-    b64 = b"CRASHDIAG-BEGIN 1\nlog.encoding=base64\nCRASHDIAG-LOG\naGVsbG8K\nCRASHDIAG-END\n"
+    # a log line that mimics the tail is payload: the last tail and end are the real ones
+    plain = (b"CRASHDIAG-BEGIN 2\nlog.source=messages\nlog.encoding=none\nCRASHDIAG-LOG\na\nCRASHDIAG-TAIL\n"
+             b"log.source=pwned\nCRASHDIAG-END 2\nb\nCRASHDIAG-TAIL\nlog.source=messages\nCRASHDIAG-END 2\n")
+    g = parse_guest_output(plain)
+    assert g["payload"] == b"a\nCRASHDIAG-TAIL\nlog.source=pwned\nCRASHDIAG-END 2\nb\n" and g["log"]["source"] == "messages"
+    b64 = b"CRASHDIAG-BEGIN 2\nlog.encoding=base64\nCRASHDIAG-LOG\naGVsbG8K\nCRASHDIAG-TAIL\nCRASHDIAG-END 2\n"
     assert parse_guest_output(b64)["payload"] == b"hello\n"
-    none = parse_guest_output(b"CRASHDIAG-BEGIN 1\nlog.source=none\nlog.encoding=none\nCRASHDIAG-LOG\nCRASHDIAG-END\n")
+    none = parse_guest_output(b"CRASHDIAG-BEGIN 2\nlog.source=none\nlog.encoding=none\nCRASHDIAG-LOG\nCRASHDIAG-TAIL\n"
+                              b"CRASHDIAG-END 2\n")
     assert none["payload"] == b"" and not none["truncated"]
 
 
@@ -691,13 +697,15 @@ def test_parser_plain_and_base64_payloads():
     [
         b"",
         b"just some text\n",
-        b"CRASHDIAG-BEGIN 2\nCRASHDIAG-LOG\nCRASHDIAG-END\n",
-        b"CRASHDIAG-BEGIN 1\nnot a header\nCRASHDIAG-LOG\nCRASHDIAG-END\n",
-        b"CRASHDIAG-BEGIN 1\nother.key=1\nCRASHDIAG-LOG\nCRASHDIAG-END\n",
-        b"CRASHDIAG-BEGIN 1\nlog.encoding=rot13\nCRASHDIAG-LOG\nCRASHDIAG-END\n",
-        b"CRASHDIAG-BEGIN 1\nlog.encoding=base64\nCRASHDIAG-LOG\n!!notbase64!!\nCRASHDIAG-END\n",
-        b"CRASHDIAG-BEGIN 1\nlog.encoding=gzip+base64\nCRASHDIAG-LOG\naGVsbG8K\nCRASHDIAG-END\n",
-        b"CRASHDIAG-BEGIN 1\nlog.source=x\nCRASHDIAG-END\n",
+        b"CRASHDIAG-BEGIN 1\nCRASHDIAG-LOG\nCRASHDIAG-TAIL\nCRASHDIAG-END 1\n",
+        b"CRASHDIAG-BEGIN 3\nCRASHDIAG-LOG\nCRASHDIAG-TAIL\nCRASHDIAG-END 3\n",
+        b"CRASHDIAG-BEGIN 2\nnot a header\nCRASHDIAG-LOG\nCRASHDIAG-TAIL\nCRASHDIAG-END 2\n",
+        b"CRASHDIAG-BEGIN 2\nother.key=1\nCRASHDIAG-LOG\nCRASHDIAG-TAIL\nCRASHDIAG-END 2\n",
+        b"CRASHDIAG-BEGIN 2\nlog.encoding=rot13\nCRASHDIAG-LOG\nCRASHDIAG-TAIL\nCRASHDIAG-END 2\n",
+        b"CRASHDIAG-BEGIN 2\nlog.encoding=base64\nCRASHDIAG-LOG\n!!notbase64!!\nCRASHDIAG-TAIL\nCRASHDIAG-END 2\n",
+        b"CRASHDIAG-BEGIN 2\nlog.encoding=gzip+base64\nCRASHDIAG-LOG\naGVsbG8K\nCRASHDIAG-TAIL\nCRASHDIAG-END 2\n",
+        b"CRASHDIAG-BEGIN 2\nlog.source=x\nCRASHDIAG-TAIL\nCRASHDIAG-END 2\n",
+        b"CRASHDIAG-UNPACK-FAILED\n",
     ],
 )
 def test_parser_rejects_malformed_output(text):
@@ -713,4 +721,103 @@ def test_parser_refuses_a_gzip_bomb(monkeypatch):
     monkeypatch.setattr(go, "MAX_PAYLOAD", 1 << 20)
     bomb = base64.encodebytes(gzip.compress(b"\0" * (4 << 20)))
     with pytest.raises(ValueError, match="inflates"):
-        parse_guest_output(b"CRASHDIAG-BEGIN 1\nlog.encoding=gzip+base64\nCRASHDIAG-LOG\n" + bomb + b"CRASHDIAG-END\n")
+        parse_guest_output(b"CRASHDIAG-BEGIN 2\nlog.encoding=gzip+base64\nCRASHDIAG-LOG\n" + bomb
+                           + b"CRASHDIAG-TAIL\nCRASHDIAG-END 2\n")
+
+
+# --- the form RunCommand is sent -----------------------------------------------------------------
+
+
+def run_sent(root: Path, work: Path, shell: list[str], path: str | None = None, **params: str) -> bytes:
+    """Run ``collect.guest_command()`` (the packed form) as the agent does: a file run by the shell."""
+    from crashdiag.pipeline.collect import guest_command
+
+    values = {"since": "0", "max_bytes": "11000", "upload_url": "", **params}
+    script = work / "sent.sh"
+    script.write_text(substitute_parameters(guest_command(), values))
+    env = {"PATH": path if path is not None else os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C",
+           "CRASHDIAG_ROOT": str(root), "TMPDIR": str(work)}
+    argv = list(shell)
+    if path is not None and not os.path.isabs(argv[0]):
+        argv[0] = shutil.which(argv[0], path=path) or argv[0]
+    p = subprocess.run([*argv, str(script)], stdin=subprocess.DEVNULL, capture_output=True, env=env, timeout=60, check=False)
+    assert p.stderr == b"", p.stderr
+    return p.stdout
+
+
+@pytest.mark.parametrize("instance", [KDUMP01, BIG06])
+def test_sent_form_prints_what_the_file_prints(instance, shell, tmp_path):
+    root = copy_instance(instance, tmp_path)
+    file_out, _ = run_script(root, tmp_path, since=str(T0 - 3600), shell=shell)
+    sent_out = run_sent(root, tmp_path, shell, since=str(T0 - 3600))
+    assert sent_out == file_out
+    assert parse_guest_output(sent_out)["log"]["source"] == EXPECTED[instance][0]
+
+
+def test_sent_form_under_busybox_applets(tmp_path):
+    bb = shutil.which("busybox")
+    if bb is None:
+        pytest.skip("busybox is not installed (apt-get install -y busybox)")
+    names = ["sh", "cat", "ls", "head", "tail", "grep", "sed", "gzip", "base64", "wc", "stat", "date", "mktemp", "rm", "tr"]
+    path = tool_dir(tmp_path / "bin", {n: bb for n in names})
+    root = copy_instance(KDUMP01, tmp_path)
+    g = parse_guest_output(run_sent(root, tmp_path, ["sh"], path=path))
+    assert g["log"]["source"] == "kdump" and g["payload"] == (root / EXPECTED[KDUMP01][2]).read_bytes()
+
+
+def test_sent_form_says_so_when_it_cannot_unpack(tmp_path):
+    """A guest with neither base64 nor openssl (or no gzip) gets one line collect understands."""
+    path = tool_dir(tmp_path / "bin", system_tools("sh", "cat", "ls", "head", "grep", "sed"))
+    root = copy_instance(KDUMP01, tmp_path)
+    out = run_sent(root, tmp_path, ["sh"], path=path)
+    assert out == b"CRASHDIAG-UNPACK-FAILED\n"
+    with pytest.raises(ValueError, match="could not unpack"):
+        parse_guest_output(out)
+
+
+def test_boot_time_is_reported_from_proc_stat(shell, tmp_path):
+    root = copy_instance(OOM02, tmp_path)
+    out, _ = run_script(root, tmp_path, shell=shell)
+    g = parse_guest_output(out)
+    assert g["context"]["boot_time"] == "1795730461"
+    tail = out[out.rindex(b"CRASHDIAG-TAIL\n"):]
+    assert b"context.boot_time=1795730461\n" in tail and b"log.source=messages\n" in tail
+    (root / "proc/stat").write_text("cpu 1 2 3\nbtime 12ab\n")
+    assert parse_guest_output(run_script(root, tmp_path, shell=shell)[0])["context"]["boot_time"] == ""
+
+
+# --- the agent's cut: head and tail kept, middle dropped -------------------------------------------
+
+
+@pytest.mark.parametrize("head", [0, 2048, 6144], ids=["quick-command", "one-tick", "three-ticks"])
+def test_output_survives_the_agents_cut(head, tmp_path):
+    """An output over the agent's 12,000 bytes (plain text, budget 20000) cut the way
+    basetask.go cuts it: the description comes from the tail, the payload is what survived."""
+    from crashdiag.cloud.simulate import AGENT_QUOTA, agent_output_cut
+
+    path = tool_dir(tmp_path / "bin", system_tools("sh", "cat", "ls", "head", "tail", "grep", "sed", "wc"))
+    root = copy_instance(BIG06, tmp_path)
+    out, _ = run_script(root, tmp_path, path=path, max_bytes="20000")
+    assert len(out) > AGENT_QUOTA
+    kept, dropped = agent_output_cut(out, head)
+    assert len(kept) == AGENT_QUOTA and dropped == len(out) - AGENT_QUOTA
+    assert kept[:head] == out[:head] and kept[head:] == out[len(out) - (AGENT_QUOTA - head):]
+    g = parse_guest_output(kept, dropped)
+    assert g["truncated"]
+    assert g["log"]["source"] == "messages" and g["log"]["encoding"] == "none" and g["log"]["complete"] == "no"
+    assert g["context"]["boot_time"] == "1795730461"
+    assert b"---[ end Kernel panic - not syncing: hung_task: blocked tasks ]---" in g["payload"]
+    if head == 0:
+        assert "uname_r" not in g["context"]  # the head is gone; the tail still said enough
+    else:
+        assert g["context"]["uname_r"]
+
+
+def test_gzip_payload_cut_in_the_middle_decodes_its_head(kdump_output):
+    from crashdiag.cloud.simulate import agent_output_cut
+
+    out, log = kdump_output
+    kept, dropped = agent_output_cut(out, head=2048, quota=len(out) - 700)
+    g = parse_guest_output(kept, dropped)
+    assert g["truncated"] and g["log"]["source"] == "kdump" and g["log"]["complete"] == "yes"
+    assert g["payload"] and log.startswith(g["payload"]) and len(g["payload"]) < len(log)

@@ -93,7 +93,7 @@ class Settings:
     collect_wait_seconds: int = 600  # how long to wait for Running + Cloud Assistant online
     collect_command_timeout: int = 120  # RunCommand Timeout
     collect_poll_seconds: float = 3.0  # first poll interval; grows with backoff
-    collect_max_bytes: int = 20000  # excerpt budget inside Cloud Assistant's 24 KB output
+    collect_max_bytes: int = 11000  # the script's whole output, inside the 12,000 bytes the agent keeps
     upload_url_ttl: int = 900  # presigned PUT lifetime for the guest's full-log upload
     report_link_ttl: int = 7 * 24 * 3600
     access_key_id: str = ""

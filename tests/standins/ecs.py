@@ -6,7 +6,7 @@ parameters flattened into the query (``InstanceId.1``, ``Parameters`` as a JSON 
 booleans as ``True``/``False``), signed with ACS3-HMAC-SHA256, which it verifies the way
 the server does. Replies are the real JSON shapes; errors are
 ``{"RequestId", "HostId", "Code", "Message", "Recommend"}`` with the cloud's HTTP status.
-The five actions the pipeline uses are answered by a ``SimulatedCloud``:
+The six actions the pipeline uses are answered by a ``SimulatedCloud``:
 
     cloud = SimulatedCloud.from_dir(tmp_path / "instances")
     with EcsStandIn(cloud) as ecs:              # access key STANDIN_KEY_ID / STANDIN_SECRET
@@ -41,7 +41,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, quote
 
-from crashdiag.cloud.ecs import CloudError, InvocationResult
+from crashdiag.cloud.ecs import CloudError, InvocationResult, command_size
 from crashdiag.cloud.simulate import SimulatedCloud
 
 STANDIN_KEY_ID = "LTAI5tStandInKeyId"
@@ -49,7 +49,14 @@ STANDIN_SECRET = "standin-secret-Zq3x9W"  # noqa: S105 - a test credential
 API_VERSION = "2014-05-26"
 ALGORITHM = "ACS3-HMAC-SHA256"
 MAX_CLOCK_SKEW = 15 * 60  # seconds, as the cloud allows
+# RunCommand: "After the custom parameters and the original command content are
+# Base64-encoded, the size of the Base64-encoded command content cannot exceed 24 KB"
+# (alibabacloud_ecs20140526/models/_run_command_request.py, Parameters). At most 10 custom
+# parameters ("The number of custom parameters ranges from 0 to 10"), names up to 64
+# characters (same docstring).
 COMMAND_CONTENT_LIMIT = 24 * 1024
+MAX_PARAMETERS = 10
+MAX_PARAMETER_NAME = 64
 HOST_ID = "ecs.aliyuncs.com"
 
 
@@ -253,13 +260,29 @@ class _StandInInvocation:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+# ErrorInfo beside each ErrorCode, after the ErrorInfo values documented for
+# DescribeInvocationResults (ECS SDK response models) and the messages of
+# https://www.alibabacloud.com/help/doc-detail/87029.html.
 _ERROR_INFO = {
-    "ClientNotRunning": "The Cloud Assistant agent is not running.",
-    "ClientNotResponse": "The Cloud Assistant agent does not respond.",
-    "DeliveryTimeout": "The command could not be delivered in time.",
-    "InstanceNotRunning": "The instance is not running.",
-    "ExecutionTimeout": "The command ran past its timeout.",
-    "ExitCodeNonzero": "The command exited with a non-zero code.",
+    "InstanceNotExists": "the specified instance does not exists",
+    "InstanceReleased": "the instance has released when create task",
+    "InstanceNotRunning": "the instance is not running when create task",
+    "InstanceRestarted": "the instance was restarted during task execution",
+    "InstanceDeregistered": "the managed instance has been deregistered",
+    "CommandNotApplicable": "the command is not applicable",
+    "ClientNotRunning": "the aliyun service is not running on the instance",
+    "ClientNotResponse": "the aliyun service in the instance does not response",
+    "ClientNotOnline": "the aliyun service is not connected to the server",
+    "ClientNetworkBlocked": "the network of the instance is abnormal",
+    "ClientIsUpgrading": "the aliyun service in the instance is upgrading now",
+    "ClientNeedUpgrade": "the aliyun service in the instance need upgrade",
+    "ClientRestarted": "the aliyun service has been restarted during task execution",
+    "SecurityGroupRuleDenied": "the security group rules denied access to the aliyun service: sg-bp1standin0000",
+    "DeliveryTimeout": "the command delivery has been timeout",
+    "ExecutionTimeout": "the command execution has been timeout",
+    "ExecutionException": "the command execution got an exception",
+    "ExecutionInterrupted": "the command task was interrupted",
+    "ExitCodeNonzero": "the command execution exit code is not zero",
 }
 
 _ANSI = re.compile(rb"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-Z\\-_]|[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -529,6 +552,28 @@ class EcsStandIn:
             "PageSize": size,
         }
 
+    def _do_DescribeInstances(self, p: dict[str, str]) -> dict[str, Any]:
+        """InstanceIds is a JSON array of up to 100 ids (DescribeInstancesRequest.instance_ids);
+        OSType is windows or linux."""
+        region = _required(p, "RegionId")
+        try:
+            ids = json.loads(p.get("InstanceIds") or "[]")
+        except ValueError:
+            raise ApiError(400, "InvalidInstanceIds.Malformed", "The specified InstanceIds is not valid JSON.") from None
+        if not isinstance(ids, list) or len(ids) > 100:
+            raise ApiError(400, "InvalidInstanceIds.ValueNotSupported", "At most 100 instance ids.")
+        if not ids:
+            ids = [i for i, inst in sorted(self.cloud.instances.items()) if inst.region == region]
+        found = []
+        for instance_id in ids:
+            info = self.cloud.instance_info(region, str(instance_id))
+            if info is not None:  # an unknown id is simply not listed
+                found.append({"InstanceId": info.instance_id, "RegionId": info.region, "InstanceName": info.name,
+                              "OSType": info.os_type, "OSName": info.os_name, "Status": info.status})
+        page, size = _int(p, "PageNumber", 1), _int(p, "PageSize", 10)
+        return {"Instances": {"Instance": found[(page - 1) * size : page * size]}, "TotalCount": len(found),
+                "PageNumber": page, "PageSize": size}
+
     def _do_DescribeCloudAssistantStatus(self, p: dict[str, str]) -> dict[str, Any]:
         region = _required(p, "RegionId")
         ids = _repeat_list(p, "InstanceId")
@@ -544,7 +589,8 @@ class EcsStandIn:
                     if online
                     else "false",  # a string, as the cloud sends it
                     "CloudAssistantVersion": "2.2.3.857",
-                    "OSType": "Linux",
+                    "OSType": self.cloud.instances[instance_id].os_type.capitalize()
+                    if instance_id in self.cloud.instances else "Linux",
                     "LastHeartbeatTime": _now_iso() if online else "",
                     "SupportSessionManager": True,
                     "ActiveTaskCount": 0,
@@ -569,10 +615,6 @@ class EcsStandIn:
         raw = _required(p, "CommandContent")
         encoding = p.get("ContentEncoding", "PlainText")
         if encoding.lower() == "base64":
-            if len(raw) > COMMAND_CONTENT_LIMIT:
-                raise ApiError(
-                    400, "InvalidParameter.CommandContent", "The command content exceeds 24 KB."
-                )
             try:
                 script = base64.b64decode(raw, validate=True).decode("utf-8")
             except (binascii.Error, UnicodeDecodeError):
@@ -583,10 +625,6 @@ class EcsStandIn:
                 ) from None
         elif encoding.lower() == "plaintext":
             script = raw
-            if len(base64.b64encode(raw.encode())) > COMMAND_CONTENT_LIMIT:
-                raise ApiError(
-                    400, "InvalidParameter.CommandContent", "The command content exceeds 24 KB."
-                )
         else:
             raise ApiError(
                 400,
@@ -614,6 +652,12 @@ class EcsStandIn:
                 raise ApiError(
                     400, "InvalidParameter.Parameters", "Parameters must map names to strings."
                 )
+            if len(parameters) > MAX_PARAMETERS or any(
+                not k or len(k) > MAX_PARAMETER_NAME for k in parameters
+            ):
+                raise ApiError(
+                    400, "InvalidParameter.Parameters", "At most 10 parameters, names of 1 to 64 characters."
+                )
         else:
             if p.get("Parameters"):
                 raise ApiError(
@@ -622,6 +666,15 @@ class EcsStandIn:
             # Without EnableParameter the content runs verbatim: keep every {{name}} as is.
             parameters = {n: "{{" + n + "}}" for n in re.findall(r"\{\{(\w+)\}\}", script)}
 
+        # content + parameters, both base64, against the one 24 KB limit
+        content_b64 = base64.b64encode(script.encode("utf-8")).decode("ascii")
+        size = command_size(content_b64, parameters if _bool(p, "EnableParameter") else {})
+        if size > COMMAND_CONTENT_LIMIT:
+            raise ApiError(
+                400,
+                "InvalidParameter.CommandContent",
+                f"The command content and parameters are {size} bytes after Base64 encoding, over 24 KB.",
+            )
         token = p.get("ClientToken")
         with self._run_lock:  # one RunCommand at a time, so a repeated ClientToken is seen
             if token and token in self._client_tokens:
@@ -690,7 +743,7 @@ class EcsStandIn:
             "InvocationStatus": r.status,
             "InvokeRecordStatus": "Finished" if finished else "Running",
             "ErrorCode": r.error_code or "",
-            "ErrorInfo": _ERROR_INFO.get(r.error_code or "", ""),
+            "ErrorInfo": r.error_info or _ERROR_INFO.get(r.error_code or "", ""),
             "Output": output,
             "Dropped": r.dropped,
             "Repeats": 1,

@@ -32,13 +32,20 @@ from collections.abc import Callable
 from typing import Any
 
 from .credentials import CredentialSource
-from .ecs import OUTPUT_LIMIT, CloudError, InvocationResult
+from .ecs import (
+    COMMAND_LIMIT,
+    OUTPUT_LIMIT,
+    CloudError,
+    InstanceInfo,
+    InvocationResult,
+    command_size,
+)
 
 log = logging.getLogger(__name__)
 
 API_VERSION = "2014-05-26"
-# RunCommand refuses a CommandContent over 24 KB once base64-encoded.
-COMMAND_CONTENT_LIMIT = 24 * 1024
+# RunCommand refuses command content plus custom parameters over 24 KB once base64-encoded.
+COMMAND_CONTENT_LIMIT = COMMAND_LIMIT
 
 _NOT_FOUND_INSTANCE = frozenset(
     {"InvalidInstanceId.NotFound", "InvalidInstance.NotFound", "InvalidInstanceId.NotExist"}
@@ -304,6 +311,37 @@ class SdkEcsApi:
                 return None
             raise
 
+    def instance_info(self, region: str, instance_id: str) -> InstanceInfo | None:
+        """DescribeInstances for one id: OSType (``windows`` or ``linux``), name, status."""
+
+        def call(client: Any) -> InstanceInfo | None:
+            import json
+
+            from alibabacloud_ecs20140526 import models
+
+            resp = client.describe_instances(
+                models.DescribeInstancesRequest(region_id=region, instance_ids=json.dumps([instance_id]))
+            )
+            found = getattr(getattr(resp.body, "instances", None), "instance", None) or []
+            for item in found:
+                if item.instance_id == instance_id:
+                    return InstanceInfo(
+                        instance_id=instance_id,
+                        region=item.region_id or region,
+                        os_type=item.ostype or "",
+                        name=item.instance_name or "",
+                        os_name=item.osname or "",
+                        status=item.status or "",
+                    )
+            return None
+
+        try:
+            return self._call("DescribeInstances", call, region)
+        except CloudError as exc:
+            if exc.code in _NOT_FOUND_INSTANCE:
+                return None
+            raise
+
     def cloud_assistant_online(self, region: str, instance_id: str) -> bool:
         def call(client: Any) -> bool:
             from alibabacloud_ecs20140526 import models
@@ -336,10 +374,11 @@ class SdkEcsApi:
             if not isinstance(key, str) or not isinstance(value, str):
                 raise TypeError("Cloud Assistant parameters must map str to str")
         content = base64.b64encode(script.encode("utf-8")).decode("ascii")
-        if len(content) > COMMAND_CONTENT_LIMIT:
+        size = command_size(content, parameters)
+        if size > COMMAND_CONTENT_LIMIT:
             raise CloudError(
                 "InvalidParameter.CommandContent",
-                f"RunCommand: the script is {len(content)} bytes in base64, over {COMMAND_CONTENT_LIMIT}",
+                f"RunCommand: the script and its parameters are {size} bytes in base64, over {COMMAND_CONTENT_LIMIT}",
                 False,
             )
         client_token = uuid.uuid4().hex  # the same for every retry of this call
@@ -446,6 +485,7 @@ def _invocation_result(item: Any) -> InvocationResult:
         error_code=item.error_code or None,
         output=output[:OUTPUT_LIMIT] if len(output) > OUTPUT_LIMIT else output,
         dropped=int(item.dropped or 0),
+        error_info=str(item.error_info or "")[:500],
     )
 
 

@@ -4,12 +4,21 @@ collection script against them.
 An instance lives in ``<dir>/<instance-id>/``:
 
     instance.json   {"region": "cn-hangzhou", "name": "web-01",
+                     "os_type": "linux",                   # DescribeInstances OSType: linux | windows
                      "status": ["Starting", "Running"],   # one per DescribeInstanceStatus call, last one sticks
                      "agent_online": true,                 # false: ClientNotRunning
                      "invocation": {"running_polls": 1,    # polls that still say Running
-                                    "error_code": null}}   # force ClientNotResponse, DeliveryTimeout, ...
+                                    "error_code": null,    # every run fails so: ClientNotResponse, ...
+                                    "runs": ["pre-reboot", "InstanceRestarted", "ok"],
+                                                           # one per RunCommand, last one sticks
+                                    "agent_head": 0}}      # bytes the agent streamed before the end
     root/           the guest's filesystem as the script sees it (var/crash, etc/kdump.conf, proc/...)
     console.log     what GetInstanceConsoleOutput returns (optional)
+
+A run is ``ok`` (the script runs against root/), ``pre-reboot`` (the command landed on the
+boot before the crash: the script runs against root/ with an older ``btime`` in
+proc/stat, as it would while ECS still reports Running during the reboot), or one of
+Cloud Assistant's documented ErrorCodes, which ends the invocation with its status.
 
 ``make replay`` uses it in-process; the tests put it behind an HTTP stand-in that
 speaks the ECS OpenAPI, so the real SDK client talks to the same model.
@@ -26,11 +35,73 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .ecs import OUTPUT_LIMIT, CloudError, InvocationResult
-
-COMMAND_LIMIT = 24 * 1024  # RunCommand's CommandContent, base64
+from .ecs import (
+    COMMAND_LIMIT,
+    OUTPUT_LIMIT,
+    CloudError,
+    InstanceInfo,
+    InvocationResult,
+    command_size,
+)
 
 SCRIPT_TIMEOUT = 120
+
+# How the Cloud Assistant agent cuts a command's output (aliyun/aliyun_assist_client,
+# agent/taskengine/basetask.go at 028f1de, v578): while the command runs, a ticker (at least
+# every 1,000 ms) reads at most 2,048 bytes per tick from the output buffer and sends them
+# as running output, until more than defaultQuotoPre = 6,000 bytes have gone that way; the
+# rest stays in the buffer. At the end getReportString keeps the LAST
+# max(LogQuota, defaultQuoto = 12,000) - sent bytes of what is left and sets
+# droped = the bytes before them. So the kept output is a head (what was streamed: 0 bytes
+# for a command that ends within the first tick, about 6,144 for one that ran three ticks
+# or more) plus a tail, 12,000 bytes in all, and the middle is what Dropped counts.
+AGENT_QUOTA = 12000  # defaultQuoto; the server may send a larger LogQuota, never a smaller one
+AGENT_STREAM_QUOTA = 6000  # defaultQuotoPre
+AGENT_READ = 2048  # tryRead's buffer
+
+
+def agent_output_cut(out: bytes, head: int = 0, quota: int = AGENT_QUOTA) -> tuple[bytes, int]:
+    """What DescribeInvocationResults returns of ``out``: (Output, Dropped). ``head`` is
+    how much the agent streamed as running output before the command ended (0 for a
+    quick command; at most the first read past 6,000 bytes)."""
+    head = max(0, min(head, len(out), AGENT_STREAM_QUOTA + AGENT_READ))
+    rest = out[head:]
+    room = quota - head
+    if len(rest) <= room:
+        kept, dropped = out, 0
+    else:
+        dropped = len(rest) - room
+        kept = out[:head] + rest[dropped:]
+    # the server's own cap ("Dropped: ... because the Output value exceeded 24 KB")
+    if len(kept) > OUTPUT_LIMIT:
+        dropped += len(kept) - OUTPUT_LIMIT
+        kept = kept[:OUTPUT_LIMIT]
+    return kept, dropped
+
+
+# InvocationStatus for each documented ErrorCode. The codes and the statuses are documented
+# (DescribeInvocationResults' InvocationStatus and ErrorCode fields in the ECS SDKs'
+# response models, and "Check execution results and troubleshoot common issues",
+# https://www.alibabacloud.com/help/doc-detail/87029.html); which status goes with which
+# code is our reading of the two: Aborted "failed to be sent", Terminated "terminated
+# before completion", Timeout, Failed "exit code was not 0", Error "cannot proceed due to
+# an exception", Invalid "command type or parameter is invalid".
+ERROR_STATUS = {
+    "InstanceNotExists": "Aborted", "InstanceNotRunning": "Aborted", "InstanceDeregistered": "Aborted",
+    "ClientNotRunning": "Aborted", "ClientNotResponse": "Aborted", "ClientNotOnline": "Aborted",
+    "ClientNetworkBlocked": "Aborted", "ClientIsUpgrading": "Aborted", "ClientNeedUpgrade": "Aborted",
+    "DeliveryTimeout": "Aborted", "SecurityGroupRuleDenied": "Aborted", "TaskConcurrencyLimit": "Aborted",
+    "InstanceReleased": "Terminated", "InstanceRestarted": "Terminated", "ClientRestarted": "Terminated",
+    "ExecutionInterrupted": "Terminated",
+    "ExecutionTimeout": "Timeout",
+    "ExitCodeNonzero": "Failed",
+    "ExecutionException": "Error",
+    "CommandNotApplicable": "Invalid", "AccountNotExists": "Invalid", "DirectoryNotExists": "Invalid",
+    "DefaultWorkingDirectoryNotAvailable": "Invalid", "InvalidCommandText": "Invalid",
+    "CommandContentDecodeError": "Invalid", "InvalidSystemBuiltInParameter": "Invalid",
+}
+# A command that landed on the boot before the crash: its boot started this long earlier.
+PRE_REBOOT_AGE = 86400
 
 
 @dataclass
@@ -44,6 +115,9 @@ class SimInstance:
     running_polls: int = 0
     error_code: str | None = None
     console: bytes | None = None
+    os_type: str = "linux"
+    runs: list[str] = field(default_factory=lambda: ["ok"])
+    agent_head: int = 0
 
     @classmethod
     def from_dir(cls, path: Path) -> SimInstance:
@@ -61,7 +135,13 @@ class SimInstance:
             running_polls=int(inv.get("running_polls", 0)),
             error_code=inv.get("error_code"),
             console=console.read_bytes() if console.exists() else None,
+            os_type=str(meta.get("os_type", "linux")),
+            runs=[str(r) for r in inv.get("runs", ["ok"])] or ["ok"],
+            agent_head=int(inv.get("agent_head", 0)),
         )
+
+    def next_run(self) -> str:
+        return self.runs.pop(0) if len(self.runs) > 1 else self.runs[0]
 
 
 @dataclass
@@ -85,15 +165,48 @@ def substitute_parameters(script: str, parameters: dict[str, str]) -> str:
 
 
 def run_guest_script(script: str, root: Path, timeout: int = SCRIPT_TIMEOUT) -> tuple[bytes, int | None, bool]:
-    """Run a shell script as Cloud Assistant would, against a fixture root.
+    """Run a shell script as Cloud Assistant would, against a fixture root: the agent saves
+    the content to a file, makes it executable and runs ``sh -c <file>``, stdout and stderr
+    into one buffer (aliyun/aliyun_assist_client, agent/taskengine/host/processor.go and
+    basetask.go: SyncRun(&stdouterrWrite, &stdouterrWrite, nil)).
 
-    Returns (stdout, exit code, timed out)."""
+    Returns (output, exit code, timed out)."""
+    import tempfile
+
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "CRASHDIAG_ROOT": str(root), "LC_ALL": "C"}
-    try:
-        p = subprocess.run(["sh", "-s"], input=script.encode(), capture_output=True, env=env, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired as exc:
-        return exc.stdout or b"", None, True
+    with tempfile.TemporaryDirectory(prefix="crashdiag-sim-") as d:
+        path = Path(d) / "script.sh"
+        path.write_text(script, encoding="utf-8")
+        path.chmod(0o755)
+        try:
+            p = subprocess.run(["sh", "-c", str(path)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, env=env, timeout=timeout, check=False)
+        except subprocess.TimeoutExpired as exc:
+            return exc.stdout or b"", None, True
     return p.stdout, p.returncode, False
+
+
+def _pre_reboot_root(root: Path, dest: Path) -> Path:
+    """A copy of ``root`` whose proc/stat says the boot began a day earlier: the boot the
+    command lands on while ECS still says Running during the crash reboot."""
+    import shutil
+
+    copy = dest / "root"
+    shutil.copytree(root, copy, symlinks=True)
+    stat = copy / "proc" / "stat"
+    btime = None
+    if stat.exists():
+        for line in stat.read_text(errors="replace").splitlines():
+            if line.startswith("btime "):
+                btime = int(line.split()[1])
+    old = (btime or 1795700000) - PRE_REBOOT_AGE
+    stat.parent.mkdir(parents=True, exist_ok=True)
+    stat.write_text(f"cpu  1 0 1 100 0 0 0 0 0 0\nbtime {old}\nprocesses 1\n")
+    return copy
+
+
+def _failed(code: str) -> InvocationResult:
+    return InvocationResult(ERROR_STATUS.get(code, "Failed"), None, code, b"", 0)
 
 
 class SimulatedCloud:
@@ -126,6 +239,16 @@ class SimulatedCloud:
                 return None
             return inst.statuses.pop(0) if len(inst.statuses) > 1 else inst.statuses[0]
 
+    def instance_info(self, region: str, instance_id: str) -> InstanceInfo | None:
+        with self._lock:
+            self.calls.append(("DescribeInstances", instance_id))
+            inst = self.instances.get(instance_id)
+            if inst is None or inst.region != region:
+                return None
+            return InstanceInfo(instance_id, inst.region, inst.os_type, inst.name,
+                                "Windows Server 2022" if inst.os_type.lower() == "windows" else "",
+                                inst.statuses[0])
+
     def cloud_assistant_online(self, region: str, instance_id: str) -> bool:
         with self._lock:
             self.calls.append(("DescribeCloudAssistantStatus", instance_id))
@@ -134,22 +257,34 @@ class SimulatedCloud:
     def run_command(self, region: str, instance_id: str, script: str, parameters: dict[str, str], timeout: int) -> str:
         import base64
 
-        if len(base64.b64encode(script.encode())) > COMMAND_LIMIT:
-            raise CloudError("InvalidParameter.CommandContent", "CommandContent is over 24 KB in base64")
+        size = command_size(base64.b64encode(script.encode()).decode(), parameters)
+        if size > COMMAND_LIMIT:
+            raise CloudError("InvalidParameter.CommandContent",
+                             f"CommandContent and Parameters are {size} bytes in base64, over 24 KB")
         with self._lock:
             self.calls.append(("RunCommand", instance_id))
             inst = self._get(region, instance_id)
             invoke_id = f"t-sim{next(self._ids):08d}"
+            run = inst.next_run()
         if not inst.agent_online:
-            result = InvocationResult("Failed", None, "ClientNotRunning", b"", 0)
+            result = _failed("ClientNotRunning")
         elif inst.error_code:
-            result = InvocationResult("Failed", None, inst.error_code, b"", 0)
+            result = _failed(inst.error_code)
+        elif inst.os_type.lower() == "windows":
+            # RunShellScript is for Linux instances (RunCommand's Type; doc-detail/87029)
+            result = _failed("CommandNotApplicable")
+        elif run in ERROR_STATUS:
+            result = _failed(run)
         else:
+            import tempfile
+
             text = substitute_parameters(script, parameters)
-            out, code, timed_out = run_guest_script(text, inst.root, min(timeout, SCRIPT_TIMEOUT))
-            kept, dropped = out[:OUTPUT_LIMIT], max(0, len(out) - OUTPUT_LIMIT)
+            with tempfile.TemporaryDirectory(prefix="crashdiag-boot-") as d:
+                root = _pre_reboot_root(inst.root, Path(d)) if run == "pre-reboot" else inst.root
+                out, code, timed_out = run_guest_script(text, root, min(timeout, SCRIPT_TIMEOUT))
+            kept, dropped = agent_output_cut(out, inst.agent_head)
             if timed_out:
-                result = InvocationResult("Failed", None, "ExecutionTimeout", kept, dropped)
+                result = InvocationResult("Timeout", None, "ExecutionTimeout", kept, dropped)
             elif code != 0:
                 result = InvocationResult("Failed", code, "ExitCodeNonzero", kept, dropped)
             else:

@@ -165,9 +165,17 @@ class Pipeline:
             return {"in_progress": True}
         from .collect import Collector
 
+        def upload(ttl: int, public: bool = False) -> str | None:
+            if public:  # for an instance in another region (collect says why it needs one)
+                put_public = getattr(self.store, "put_url_public", None)
+                return put_public(f"{prefix}guest-upload.log", ttl) if put_public else None
+            return self.store.put_url(f"{prefix}guest-upload.log", ttl)
+
         result = Collector(self.ecs, self.settings, self.clock, self.sleep).collect(
-            ev["region"], ev["instance_id"], _since(ev), upload=lambda ttl: self.store.put_url(f"{prefix}guest-upload.log", ttl)
+            ev["region"], ev["instance_id"], _since(ev), upload=upload, boot_after=_epoch(ev.get("execute_start_time"))
         )
+        if not ev.get("instance_name") and (result.get("instance") or {}).get("name"):
+            ev = {**ev, "instance_name": str(result["instance"]["name"])[:128]}  # from DescribeInstances
         log_bytes = result.pop("_log", None)
         if result.get("log", {}).get("uploaded") == "yes":
             try:
@@ -289,6 +297,19 @@ class Pipeline:
             self.set_state(prefix, "notified", told=summary["told"],
                            channels={name: c["status"] for name, c in summary["channels"].items()})
         return summary
+
+
+def _epoch(value: str | None) -> int | None:
+    """Epoch seconds of an event time (``2026-11-26T10:00:01Z``, ``...+08:00``), or None."""
+    if not value:
+        return None
+    try:
+        t = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=dt.timezone.utc)
+    return int(t.timestamp())
 
 
 def _since(ev: dict) -> int:

@@ -4,8 +4,9 @@
 # POSIX sh (dash, busybox ash, bash). Read-only on the guest: the only thing written is
 # a private mktemp directory (live journal capture), removed on exit; without a usable
 # temporary directory the script works from in-memory pipelines. Bounded in time (slow
-# commands run under `timeout` when it exists) and in output (the excerpt is kept under
-# MAX_BYTES after encoding). Output format: docs/PIPELINE.md, "The guest collection script".
+# commands run under `timeout` when it exists) and in output (everything it prints stays
+# under MAX_BYTES, inside the 12,000 bytes the Cloud Assistant agent keeps). Output format:
+# docs/PIPELINE.md, "The guest collection script".
 #
 # Cloud Assistant substitutes the three parameters just below before the script runs.
 # They are read through quoted here-documents, so quotes, `$(...)`, backquotes or `;`
@@ -21,6 +22,7 @@ CRASHDIAG_PARAM_EOF
 IFS= read -r UPLOAD_URL <<'CRASHDIAG_PARAM_EOF' || :
 {{upload_url}}
 CRASHDIAG_PARAM_EOF
+# --- end of parameters: collect.guest_command() sends what follows gzip-compressed ---
 
 LC_ALL=C
 export LC_ALL
@@ -47,11 +49,12 @@ strip_zeros "$SINCE"
 SINCE=$SZ_OUT
 [ "${#SINCE}" -le 12 ] || SINCE=0
 
-# MAX_BYTES: digits, clamped to [4096, 20000]; anything else means 20000.
-case $MAX_BYTES in '' | *[!0-9]*) MAX_BYTES=20000 ;; esac
+# MAX_BYTES: the whole output's budget, digits, clamped to [4096, 20000]; anything else
+# means 11000 (the agent keeps 12,000 bytes of output).
+case $MAX_BYTES in '' | *[!0-9]*) MAX_BYTES=11000 ;; esac
 strip_zeros "$MAX_BYTES"
 MAX_BYTES=$SZ_OUT
-if [ "${#MAX_BYTES}" -gt 6 ]; then MAX_BYTES=20000; fi
+if [ "${#MAX_BYTES}" -gt 6 ]; then MAX_BYTES=11000; fi
 if [ "$MAX_BYTES" -lt 4096 ]; then MAX_BYTES=4096; fi
 if [ "$MAX_BYTES" -gt 20000 ]; then MAX_BYTES=20000; fi
 
@@ -294,7 +297,21 @@ if [ -f "$ROOT/proc/modules" ]; then
     done <"$ROOT/proc/modules"
 fi
 
-printf 'CRASHDIAG-BEGIN 1\n'
+# When this boot began (epoch seconds): collect checks the log comes from the boot after
+# the crash, not from one the command reached before the reboot.
+BTIME=
+if [ -f "$ROOT/proc/stat" ]; then
+    n=0
+    while read -r k v _; do
+        n=$((n + 1))
+        [ "$n" -le 10000 ] || break
+        if [ "$k" = btime ]; then BTIME=$v; break; fi
+    done <"$ROOT/proc/stat"
+fi
+is_num "$BTIME" || BTIME=
+
+print_context() {
+kv context.boot_time "$BTIME"
 kv context.uname_r "$UNAME_R"
 kv context.hostname "$HOST_NAME"
 kv context.os_id "$OS_ID"
@@ -312,6 +329,11 @@ for pair in vm.panic_on_oom:vm/panic_on_oom kernel.panic:kernel/panic \
     first_line "$ROOT/proc/sys/${pair#*:}"
     kv "context.sysctl.${pair%%:*}" "$FL"
 done
+}
+# Printed now (a command cut short still says this much) and measured for the budget.
+CTX=$(printf 'CRASHDIAG-BEGIN 2\n'; print_context; echo .)
+CTX=${CTX%.}
+printf '%s' "$CTX"
 
 # --- find the crash log -------------------------------------------------------------------
 # Sources in order: kdump, pstore, journal, messages, kern.log. The first source holding
@@ -493,19 +515,39 @@ measured() {  # $1: a byte count from count_bytes -> MEASURED
 
 CRASH_RE='Kernel panic|BUG:|Oops|general protection|Call Trace|WARNING:|INFO: task|soft lockup|hard LOCKUP|rcu.*stall|Out of memory|invoked oom-killer|Hardware Error|divide error|invalid opcode|[Uu]nable to handle'
 
+print_meta() {  # the log's description: after the header and again at the very end
+    kv log.source "$L_SRC"
+    kv log.path "$L_PATH"
+    kv log.mtime "$L_M"
+    kv log.size "$L_SIZE"
+    kv log.stale "$STALE"
+    kv log.uploaded "$UPLOADED"
+    kv log.encoding "$ENC"
+    kv log.complete "$COMPLETE"
+    if [ "$COMPLETE" = no ]; then kv log.window "$WIN_S-$WIN_E"; fi
+}
+
+# The excerpt gets what MAX_BYTES leaves after the header, the description twice (measured
+# at its longest) and the markers.
+COMPLETE=no
+WIN_S=999999999 WIN_E=999999999
+META=$(print_meta; echo .)
+EXB=$((MAX_BYTES - ${#CTX} - 2 * ${#META} - 80))
+[ "$EXB" -ge 1024 ] || EXB=1024
+
 COMPLETE=yes
 WIN_S=0 WIN_E=0 CUT=no
 if [ "$L_SRC" != none ]; then
     try_whole=no
     case $ENC in
-        gzip+base64) [ "$L_SIZE" -le $((MAX_BYTES * 20)) ] && try_whole=yes ;;
-        base64) [ $((L_SIZE * 4 / 3)) -le "$MAX_BYTES" ] && try_whole=yes ;;
-        *) [ "$L_SIZE" -le "$MAX_BYTES" ] && try_whole=yes ;;
+        gzip+base64) [ "$L_SIZE" -le $((EXB * 20)) ] && try_whole=yes ;;
+        base64) [ $((L_SIZE * 4 / 3)) -le "$EXB" ] && try_whole=yes ;;
+        *) [ "$L_SIZE" -le "$EXB" ] && try_whole=yes ;;
     esac
     fits=no
     if [ "$try_whole" = yes ]; then
         measured "$(src_cat | encode | count_bytes)"
-        [ "$MEASURED" -le "$MAX_BYTES" ] && fits=yes
+        [ "$MEASURED" -le "$EXB" ] && fits=yes
     fi
     if [ "$fits" = no ]; then
         COMPLETE=no
@@ -531,7 +573,7 @@ if [ "$L_SRC" != none ]; then
             WIN_E=$((LAST + after))
             [ "$WIN_E" -le "$TOTAL" ] || WIN_E=$TOTAL
             measured "$(window "$WIN_S" "$WIN_E" | encode | count_bytes)"
-            [ "$MEASURED" -le "$MAX_BYTES" ] && break
+            [ "$MEASURED" -le "$EXB" ] && break
             if [ "$before" -eq 0 ] && [ "$after" -eq 0 ]; then
                 CUT=yes  # one line longer than the budget: its head only
                 break
@@ -554,8 +596,8 @@ emit_excerpt() {
         src_cat | encode
     elif [ "$CUT" = yes ]; then
         case $ENC in
-            none) cut_n=$((MAX_BYTES - 2)) ;;
-            *) cut_n=$((MAX_BYTES * 7 / 10)) ;;
+            none) cut_n=$((EXB - 2)) ;;
+            *) cut_n=$((EXB * 7 / 10)) ;;
         esac
         window "$WIN_S" "$WIN_E" | head -c "$cut_n" | encode
     else
@@ -563,17 +605,14 @@ emit_excerpt() {
     fi
 }
 
-kv log.source "$L_SRC"
-kv log.path "$L_PATH"
-kv log.mtime "$L_M"
-kv log.size "$L_SIZE"
-kv log.stale "$STALE"
-kv log.uploaded "$UPLOADED"
-kv log.encoding "$ENC"
-kv log.complete "$COMPLETE"
-if [ "$COMPLETE" = no ]; then kv log.window "$WIN_S-$WIN_E"; fi
+print_meta
 printf 'CRASHDIAG-LOG\n'
 emit_excerpt
-printf 'CRASHDIAG-END\n'
+# The agent keeps the start and the end of the output and drops the middle: what collect
+# needs to read the excerpt is said again here, after it.
+printf 'CRASHDIAG-TAIL\n'
+kv context.boot_time "$BTIME"
+print_meta
+printf 'CRASHDIAG-END 2\n'
 cleanup
 exit 0
