@@ -166,7 +166,7 @@ def test_replayed_crash_event_sends_one_signed_message_and_one_email(tmp_path, c
         assert mail.authenticated_as == SMTP_USER and mail.tls
         assert sorted(mail.rcpt_tos) == ["oncall@example.com", "sre@example.com"]
         m = mail.message
-        assert m["Subject"] == "[crash] i-bp1kdumpel7demo01: BUG: unable to handle kernel NULL pointer dereference in blk_mq_rq_timed_out"
+        assert m["Subject"] == "[crash] i-bp1kdumpel7demo01 (web-01): BUG: unable to handle kernel NULL pointer dereference in blk_mq_rq_timed_out"
         assert m.get_body(("plain",)).get_content().count("blk_mq_rq_timed_out") >= 2
         html = m.get_body(("html",)).get_content()
         assert "<h3>Evidence</h3>" in html and "<h3>Call trace</h3>" in html and "blk_mq_timeout_work" in html
@@ -198,7 +198,7 @@ def test_replay_without_settings_writes_the_outbox_and_prints_the_card(tmp_path)
     import email.policy
 
     m = email.message_from_bytes((outbox / files[1]).read_bytes(), policy=email.policy.default)
-    assert m["Subject"].startswith("[crash] i-bp1kdumpel7demo01:") and list(m.iter_attachments())
+    assert m["Subject"].startswith("[crash] i-bp1kdumpel7demo01 (web-01):") and list(m.iter_attachments())
     printed = render_replay(result, "en")
     assert "-- DingTalk card (outbox: sent)" in printed and "Instance: i-bp1kdumpel7demo01" in printed
     assert result["incidents"][0]["states"][-1] == "notified"
