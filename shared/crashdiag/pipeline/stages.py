@@ -174,8 +174,9 @@ class Pipeline:
         result = Collector(self.ecs, self.settings, self.clock, self.sleep).collect(
             ev["region"], ev["instance_id"], _since(ev), upload=upload, boot_after=_epoch(ev.get("execute_start_time"))
         )
-        if not ev.get("instance_name") and (result.get("instance") or {}).get("name"):
-            ev = {**ev, "instance_name": str(result["instance"]["name"])[:128]}  # from DescribeInstances
+        name = (result.get("instance") or {}).pop("name", None)  # from DescribeInstances; kept once, below
+        if name and not ev.get("instance_name"):
+            ev = {**ev, "instance_name": str(name)[:128]}
         log_bytes = result.pop("_log", None)
         if result.get("log", {}).get("uploaded") == "yes":
             try:
