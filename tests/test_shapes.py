@@ -245,3 +245,40 @@ def test_crash_banner_gives_way_to_the_log_that_follows():
     assert r["kind"] == "null_deref" and len(r["reports"]) == 2
     assert r["crash"]["rip_function"] == "blk_mq_rq_timed_out" and r["call_trace"]
     assert r["confidence"] != "low"
+
+
+# --- attribution without "Modules linked in" ---------------------------------------------
+
+_OOPS_IN_MODULE = """\
+[  100.000000] BUG: kernel NULL pointer dereference, address: 0000000000000018
+[  100.000100] #PF: supervisor read access in kernel mode
+[  100.000200] Oops: 0000 [#1] SMP PTI
+[  100.000300] CPU: 1 PID: 42 Comm: kworker/1:0 {taint} 5.15.0-91-generic #101-Ubuntu
+[  100.000400] RIP: 0010:agent_hook_exec+0x18/0x230 [secagent]
+[  100.000500] Call Trace:
+[  100.000600]  <TASK>
+[  100.000700]  agent_hook_exec+0x18/0x230 [secagent]
+[  100.000800]  do_execveat_common.isra.0+0x1a8/0x220
+[  100.000900]  __x64_sys_execve+0x37/0x50
+[  100.001000]  do_syscall_64+0x59/0x90
+[  100.001100]  entry_SYSCALL_64_after_hwframe+0x44/0xae
+"""
+
+
+def test_rip_in_a_module_on_a_tainted_kernel_names_it():
+    r = classify_bytes(_OOPS_IN_MODULE.format(taint="Tainted: G           OE").encode())
+    assert r["modules"]["suspect"] == "secagent" and "RIP" in r["modules"]["suspect_reason"]
+    assert r["rule"]["id"] == "third-party-module-in-trace"
+
+
+def test_rip_in_a_module_on_an_untainted_kernel_names_nobody():
+    r = classify_bytes(_OOPS_IN_MODULE.format(taint="Not tainted").encode())
+    assert r["modules"]["suspect"] is None and r["rule"]["id"] != "third-party-module-in-trace"
+
+
+def test_out_of_tree_load_line_names_the_module_in_the_trace():
+    log = ("[    5.000000] secagent: loading out-of-tree module taints kernel.\n"
+           + _OOPS_IN_MODULE.format(taint="Tainted: G           O")).encode()
+    r = classify_bytes(log)
+    assert r["modules"]["suspect"] == "secagent" and "loaded" in r["modules"]["suspect_reason"]
+    assert "secagent" in r["modules"]["out_of_tree"]

@@ -367,6 +367,16 @@ def _suspect(r: Report, in_trace: list[str]) -> tuple[str | None, str | None]:
         f = flags.get(m, "")
         if set(f) & THIRD_PARTY_FLAGS:
             return m, f"the call trace runs through {m}, a module flagged ({f}) in 'Modules linked in'"
+    third_party = set(r.taint or "") & THIRD_PARTY_FLAGS
+    for m in in_trace:
+        if m in r.tainting:
+            return m, (f"the call trace runs through {m}, which the log shows tainting the kernel when it loaded "
+                       f"({r.tainting[m]}: {TAINT_FLAGS.get(r.tainting[m], '')})")
+    rip_mod = (r.rip or {}).get("module")
+    if rip_mod and third_party and rip_mod not in flags:
+        return rip_mod, (f"the crash is inside {rip_mod} (its RIP is in that module) and the kernel is tainted "
+                         f"{''.join(sorted(third_party))} (a module that did not ship with it is loaded); "
+                         "'Modules linked in' does not say which")
     if r.bad_rip and r.last_unloaded and (r.rip or {}).get("address", "").lower().lstrip("0x").startswith("ffffffffc"):
         return r.last_unloaded, (
             f"the kernel jumped to module address space that holds no code (Bad RIP) right after "
@@ -602,7 +612,8 @@ def build_result(reports: list[Report], builder: ReportBuilder, rules: tuple[Rul
         },
         modules={
             "in_trace": in_trace,
-            "out_of_tree": [n for n, f in p.modules if set(f) & THIRD_PARTY_FLAGS],
+            "out_of_tree": [n for n, f in p.modules if set(f) & THIRD_PARTY_FLAGS]
+            + [n for n in p.tainting if n not in dict(p.modules)],
             "linked_in": [{"name": n, "flags": f} for n, f in p.modules],
             "last_unloaded": p.last_unloaded,
             "suspect": suspect,

@@ -89,6 +89,9 @@ class Report:
     last_unloaded: str | None = None
     trace: list[Frame] = field(default_factory=list)
     trace_cut: bool = False
+    # Modules the log saw taint the kernel when they loaded ("x: loading out-of-tree module
+    # taints kernel."), name -> taint letter, as known when the report began.
+    tainting: dict[str, str] = field(default_factory=dict)
 
     @property
     def first_line(self) -> LogLine:
@@ -154,6 +157,13 @@ _TRACE_MARK = re.compile(r"^<(?P<ctx>/?(?:IRQ|NMI|EOI|TASK|SOFTIRQ|#DF|DF|MCE|VC
 _CRASH_FRAME = re.compile(r"^#\d+ \[[0-9a-f]+\] (?P<func>[A-Za-z_.$][\w.$]*) at (?P<addr>[0-9a-f]+)(?: \[(?P<module>[\w-]+)\])?")
 _CRASH_EXCEPTION_RIP = re.compile(r"^\[exception RIP: (?P<func>[A-Za-z_.$][\w.$]*)(?:\+(?P<off>\d+))?\]")
 _CRASH_TASK = re.compile(r'^PID: (?P<pid>\d+)\s+TASK: [0-9a-f]+\s+CPU: (?P<cpu>\d+)\s+COMMAND: "(?P<comm>[^"]*)"')
+# kernel/module: "%s: loading out-of-tree module taints kernel.", "%s: module verification
+# failed: signature and/or required key missing - tainting kernel", "%s: module license '%s'
+# taints kernel." (O, E and P in the taint flags).
+_TAINTING_MODULE = re.compile(
+    r"^(?P<mod>[\w-]+): (?:(?P<o>loading out-of-tree module taints kernel)|(?P<e>module verification failed)|"
+    r"(?P<p>module license '[^']*' taints kernel))"
+)
 _CRASH_RELEASE = re.compile(r"^\s*RELEASE: (?P<release>\S+)")
 _MODULES = re.compile(r"^Modules linked in:\s*(?P<mods>.*)$")
 _MODULE_TOKEN = re.compile(r"(?P<name>[\w-]+)(?:\((?P<flags>[A-Z+-]*)\))?")
@@ -268,6 +278,7 @@ class ReportBuilder:
         self.boot_hardware: str | None = None
         self.releases: list[str] = []
         self.lines_seen = 0
+        self.tainting: dict[str, str] = {}
 
     # -- feeding -----------------------------------------------------------------
 
@@ -276,6 +287,8 @@ class ReportBuilder:
         text = line.text
         if text.startswith(("Linux version", "Command line", "Kernel command", "DMI: ")):
             self._boot_fact(text)
+        elif "taint" in text and (m := _TAINTING_MODULE.match(text)):
+            self.tainting.setdefault(m.group("mod"), "O" if m.group("o") else "E" if m.group("e") else "P")
         elif "RELEASE: " in text[:16]:  # the crash utility's banner
             m = _CRASH_RELEASE.match(text)
             if m:
@@ -336,7 +349,7 @@ class ReportBuilder:
     def _new(self, line: LogLine | None = None) -> Report:
         self._close()
         r = Report(boot_release=self.boot_release, boot_cmdline=self.boot_cmdline, boot_hardware=self.boot_hardware,
-                   prelude=list(self.recent))
+                   prelude=list(self.recent), tainting=dict(self.tainting))
         if len(self.reports) < MAX_REPORTS:
             self.reports.append(r)
         else:
