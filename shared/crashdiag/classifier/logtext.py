@@ -244,9 +244,16 @@ def _wrapped_tail(head: str, record: str) -> bool:
 
 # --- prefixes learned from message heads ---------------------------------------------------
 
+def _head_pattern(heads: tuple[str, ...]) -> str:
+    # A head that opens with a word starts at a word boundary: "pc : " is not the tail of
+    # RISC-V's "epc : ", "INFO: task " not the tail of another word.
+    return "|".join(f"(?:\\b{h})" if h[:1].isalpha() or h.startswith(("(?:", "[Kk]")) and not h.startswith("(?:mce")
+                    else f"(?:{h})" for h in heads)
+
+
 _HEAD_ALTERNATIVES = F.FATAL_HEADS + F.CONT_HEADS
-HEADS = re.compile("|".join(f"(?:{h})" for h in _HEAD_ALTERNATIVES))
-FATAL_HEAD = re.compile("|".join(f"(?:{h})" for h in F.FATAL_HEADS))
+HEADS = re.compile(_head_pattern(_HEAD_ALTERNATIVES))
+FATAL_HEAD = re.compile(_head_pattern(F.FATAL_HEADS))
 MAX_LEARN_LINES = 400  # lines with a head examined per window: enough to see every prefix a log uses
 MAX_PREFIX = 160  # a longer "prefix" is message text, not transport
 # RE2's \d, \w and \s are ASCII: the Unicode classes keep a CJK or Cyrillic month a word.
@@ -331,7 +338,7 @@ def _unknown_prefix(record: str) -> str | None:
     if not is_kernel and start >= consumed:
         return None  # another program's message that mentions a kernel message
     prefix = record[:start]
-    if not prefix.strip() or len(prefix) > MAX_PREFIX or "---[" in prefix:
+    if not prefix.strip() or len(prefix) > MAX_PREFIX or "---[" in prefix or prefix[-1].isalnum():
         return None
     w = _END_WORD.search(prefix)
     if w and w.group(1) not in _PREFIX_IDENTS:
