@@ -288,11 +288,12 @@ FORMATS: tuple[Format, ...] = (
     # --- x86 page faults (arch/x86/mm/fault.c show_fault_oops / no_context) --------
     # <=4.x: "BUG: unable to handle kernel NULL pointer dereference at %p"
     # 5.0+:  "BUG: kernel NULL pointer dereference, address: %px"
-    # arm64: "Unable to handle kernel NULL pointer dereference at virtual address %016lx"
+    # arm64: "Unable to handle kernel NULL pointer dereference at virtual address %016lx";
+    # MIPS (arch/mips/mm/fault.c) puts "CPU %d " before it.
     _f(
         "null_deref",
         START,
-        r"(?:BUG: (?:unable to handle kernel|kernel) |Unable to handle kernel )NULL pointer dereference",
+        r"(?:BUG: (?:unable to handle kernel|kernel) |(?:CPU \d+ )?Unable to handle kernel )NULL pointer dereference",
         "BUG: unable to handle kernel NULL pointer dereference in {frame}",
     ),
     # <=4.x: "BUG: unable to handle kernel paging request at %p"; 5.0+: "BUG: unable
@@ -301,7 +302,7 @@ FORMATS: tuple[Format, ...] = (
     _f(
         "paging_request",
         START,
-        r"(?:BUG: unable to handle (?:kernel paging request|page fault for address)|Unable to handle kernel (?:paging request|access to user memory|execute from non-executable memory|write to read-only memory|read from unreadable memory))",
+        r"(?:BUG: unable to handle (?:kernel paging request|page fault for address)|(?:CPU \d+ )?Unable to handle kernel (?:paging request|access to user memory|execute from non-executable memory|write to read-only memory|read from unreadable memory))",
         "BUG: unable to handle kernel paging request in {frame}",
     ),
     # arch/x86/mm/fault.c prints these just above the "BUG: unable to handle" line.
@@ -495,7 +496,7 @@ FATAL_HEADS: tuple[str, ...] = (
     r"BUG: (?:unable to handle|kernel NULL pointer|soft lockup|KASAN|KFENCE|KMSAN|scheduling while atomic|Bad page)",
     r"(?:NMI )?watchdog: (?:BUG: soft lockup|Watchdog detected hard LOCKUP)",
     r"Watchdog detected hard LOCKUP",
-    r"Unable to handle kernel ",
+    r"(?:CPU \d+ )?Unable to handle kernel ",  # MIPS: "CPU %d Unable to handle kernel paging request at ..."
     # "general protection fault:" / ", probably for": not "traps: x[1] general protection
     # fault ip:...", which is a user process's fault reported by the kernel.
     r"general protection fault[:,]",

@@ -627,7 +627,19 @@ def _comm_taint_release(r: Report, rest: str) -> None:
             r.hardware = " ".join(rest_tokens)
 
 
+# MIPS "epc   : 804e0ed4 func+0x1d4/0x388" and RISC-V "epc : func+0x246/0x570": the
+# faulting PC, with or without its address first.
+_EPC = re.compile(r"^epc\s*:\s*(?:[0-9a-f]{8,16}\s+)?(?P<func>[A-Za-z_.$][\w.$]*)\+(?P<off>0x[0-9a-f]+)(?:/0x[0-9a-f]+)?"
+                  r"(?:\s+\[(?P<module>[\w-]+)\])?")
+
+
 def _parse_rip(t: str) -> dict | None:
+    if t.startswith("epc"):
+        m = _EPC.match(t)
+        if not m:
+            return None
+        return {"function": F.clean_function(m.group("func")), "symbol": m.group("func"), "offset": m.group("off"),
+                "module": m.group("module"), "address": None}
     if not t.startswith(("RIP", "IP:", "IP ", "EIP", "pc ", "NIP", "PC is at")):
         return None
     m = _RIP.match(t)
