@@ -84,6 +84,21 @@ def template_memory_sizes() -> dict[str, int]:
     return out
 
 
+def cpu_timed(cmd: list[str], repeat: int = 5) -> tuple[float, float]:
+    """Best wall time and best CPU time (user + sys) of `repeat` runs. On a machine shared
+    with other work the wall time swings with the load; the CPU time is what the run costs."""
+    best_wall = best_cpu = float("inf")
+    for _ in range(repeat):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t = time.perf_counter()
+        subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+        wall = time.perf_counter() - t
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        best_wall, best_cpu = min(best_wall, wall), min(best_cpu, cpu)
+    return best_wall, best_cpu
+
+
 def timed(cmd: list[str], repeat: int = 3) -> tuple[float, int]:
     """Best wall time of `repeat` runs, and the peak RSS (KB) of the children."""
     best = float("inf")
@@ -130,10 +145,13 @@ def main(argv: list[str] | None = None) -> int:
 
     if want('big'):
         big = make_log(OUT / "kernel-50MB.log", 50 * 1024 * 1024, crash)
-        grep_t, _ = timed(["grep", "-cE", GREP_TRIGGERS, str(big)])
-        ours_t, _ = timed([*crashdiag, "classify", "--json", str(big)])
-        rows.append(("classify 50 MB log, crash at the end", f"{ours_t:.2f} s", f"grep -E same triggers {grep_t:.2f} s",
-                     f"{ours_t / grep_t:.1f}x grep (target <= 3x)"))
+        # Start-up included; best of five runs each, wall and CPU (CPU is steadier under load).
+        grep_t, grep_cpu = cpu_timed(["grep", "-cE", GREP_TRIGGERS, str(big)])
+        ours_t, ours_cpu = cpu_timed([*crashdiag, "classify", "--json", str(big)])
+        rows.append(("classify 50 MB log, crash at the end (start-up included)",
+                     f"{ours_t:.2f} s wall, {ours_cpu:.2f} s CPU",
+                     f"grep -E same triggers {grep_t:.2f} s wall, {grep_cpu:.2f} s CPU",
+                     f"{ours_t / grep_t:.1f}x grep wall, {ours_cpu / grep_cpu:.1f}x CPU (target <= 3x)"))
 
     if want('rss'):
         huge = make_log(OUT / "kernel-200MB.log", 200 * 1024 * 1024, crash)

@@ -60,3 +60,24 @@ def test_several_crashes_are_all_reported_in_order():
 def test_no_crash_in_a_big_log():
     r = classify_bytes(filler(300_000, 7), scan_options=SMALL)
     assert r["kind"] == "none"
+
+
+def test_line_cap_fast_path_cuts_exactly_like_the_line_walk():
+    """_LineCap jumps LINE_CAP bytes at a time when no line is that long; whatever the block
+    boundaries, its output must equal the plain line-by-line cut."""
+    import io
+    import random
+
+    from crashdiag.classifier import logtext as L
+
+    rnd = random.Random(7)
+    lines = []
+    for _ in range(600):
+        size = rnd.choice([0, 5, 60, 200, 200, 200, L.LINE_CAP - 1, L.LINE_CAP, L.LINE_CAP + 1, 3 * L.LINE_CAP])
+        lines.append(bytes([rnd.choice(b"abc[].:")]) * size)
+    data = b"\n".join(lines) + (b"" if rnd.random() < 0.5 else b"\n")
+    want = b"\n".join(line[: L.LINE_CAP] for line in data.split(b"\n"))
+    for block in (1000, L.LINE_CAP - 3, L.LINE_CAP + 7, 1 << 20):
+        cap = L._LineCap(io.BytesIO(data), b"")
+        got = b"".join(iter(lambda cap=cap, block=block: cap.read(block), b""))
+        assert got == want, block

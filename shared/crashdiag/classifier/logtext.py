@@ -19,6 +19,8 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import re2 as _re2  # the anchor scan runs RE2 on bytes directly (classifier.regex serves str)
+
 from . import formats as F
 from . import regex as re  # RE2, linear in the text: every pattern here may meet guest text
 
@@ -53,6 +55,7 @@ ANCHORS: tuple[bytes, ...] = (
     b"stall",
     b"Hardware Error",
 )
+_ANCHOR_RX = _re2.compile(b"|".join(_re2.escape(a) for a in ANCHORS))  # literals only: linear
 WINDOW_BEFORE = 96 * 1024
 WINDOW_AFTER = 160 * 1024
 CHUNK = 8 * 1024 * 1024
@@ -506,6 +509,22 @@ class _LineCap:
                 return kept
 
     def _cut(self, data: bytes) -> bytes:
+        # Fast path: real logs have no line near LINE_CAP. Jump a whole LINE_CAP at a time to
+        # the last newline inside it (a few thousand rfind calls per 50 MB, not one per line);
+        # only a block holding an over-long line takes the line-by-line path below.
+        n, p, run = len(data), 0, self.run
+        while True:
+            room = LINE_CAP - run
+            if n - p <= room:
+                last = data.rfind(b"\n", p)
+                self.run = n - last - 1 if last >= 0 else run + (n - p)
+                return data
+            q = data.rfind(b"\n", p, p + max(room, 0) + 1)
+            if q < 0:
+                return self._cut_lines(data)
+            p, run = q + 1, 0
+
+    def _cut_lines(self, data: bytes) -> bytes:
         out, i = [], 0
         while i < len(data):
             nl = data.find(b"\n", i)
@@ -552,11 +571,12 @@ def _scan_large(fh: io.BufferedIOBase, first: bytes, chunk: int, before: int, af
         hi = limit - base
         hits: list[int] = []
         if hi > lo:
-            for a in ANCHORS:
-                i = buf.find(a, lo, hi + len(a) - 1 if not eof else len(buf))
-                while i != -1:
-                    hits.append(base + i)
-                    i = buf.find(a, i + 1, hi + len(a) - 1 if not eof else len(buf))
+            # One RE2 pass over the bytes for all anchors (a DFA over literals) instead of one
+            # bytes.find pass per anchor; a hit starting at or past hi is the next round's.
+            endpos = len(buf) if eof else min(len(buf), hi + longest - 1)
+            for m in _ANCHOR_RX.finditer(buf, lo, endpos):
+                if eof or m.start() < hi:
+                    hits.append(base + m.start())
             scanned = max(scanned, limit)
         for h in sorted(set(hits)):
             ws, we = max(0, h - before), h + after
