@@ -20,6 +20,7 @@ import shutil
 import threading
 import time
 import urllib.request
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -582,6 +583,43 @@ def test_dingtalk_unreachable_is_a_failure_that_names_no_url(oss_store, wall, ce
     assert doc["channels"]["dingtalk"]["attempts"][0]["outcome"] == "failed"
     assert detail == "DingTalk unreachable (ConnectionRefusedError)"
     assert statuses(doc)["email"] == "sent"
+
+
+# -- links that open ---------------------------------------------------------------------------------------
+
+
+def test_report_links_are_made_on_the_custom_domain_and_the_card_stands_without_them(oss_standin, wall, cert, robot):  # noqa: F811
+    """REPORT_LINK_DOMAIN: the link people click is https://<domain>/<key> (OSS serves
+    text/html from its default domain as a download), signed V4 for the bucket with the
+    link key; the stand-in accepts that signature for the bucket's object. The card carries
+    what is needed to act whether or not the link opens."""
+    import urllib.parse
+
+    from crashdiag.pipeline.runtime import build_store
+    from fixtures_oss import ACCESS_KEY_ID, ACCESS_KEY_SECRET, REGION
+
+    bucket = f"crashdiag-links-{uuid.uuid4().hex[:8]}"
+    oss_standin.create_bucket(bucket)
+    oss_standin.add_key("link-key-id", "link-key-secret")
+    s = settings_for(robot, None, oss_bucket=bucket, oss_endpoint=oss_standin.endpoint, region=REGION, access_key_id=ACCESS_KEY_ID,
+                     access_key_secret=ACCESS_KEY_SECRET, report_link_access_key_id="link-key-id",
+                     report_link_access_key_secret="link-key-secret", report_link_domain="crash.example.com")
+    w = World(build_store(s), s, wall, cert)
+    w.pipeline.notify(w.incident())
+    text = robot.texts()[0]
+    link = re.search(r"\[Full report\]\(([^)]+)\)", text).group(1)
+    parts = urllib.parse.urlsplit(link)
+    assert parts.scheme == "https" and parts.netloc == "crash.example.com"
+    assert parts.path == "/incidents/cn-hangzhou/i-bp1kdumpel7demo01/e-test00000001/report.html"
+    query = urllib.parse.parse_qs(parts.query)
+    assert query["x-oss-signature-version"] == ["OSS4-HMAC-SHA256"] and query["x-oss-credential"][0].startswith("link-key-id/")
+    # the same signed request, sent to the bucket at the stand-in: OSS would accept it
+    with DIRECT.open(f"{oss_standin.endpoint}/{bucket}{parts.path}?{parts.query}", timeout=10) as resp:
+        assert resp.read().startswith(b"<!DOCTYPE html>")
+    # the card says what to do without the link: instance, kind, cause, first step, fix status
+    for label, value in (("Instance", "i-bp1kdumpel7demo01"), ("Kind", "null\\_deref"), ("Cause", "blk\\_mq\\_rq\\_timed\\_out"),
+                         ("First step", "Upgrade the kernel to"), ("Fix status", "affected")):
+        assert re.search(rf"\*\*{label}\*\*: [^\n]*{re.escape(value)}", text), label
 
 
 # -- the daily digest -------------------------------------------------------------------------------------

@@ -55,6 +55,7 @@ ENV: dict[str, tuple[str, type]] = {
     "OSS_LINK_ENDPOINT": ("oss_link_endpoint", str),
     "REPORT_LINK_ACCESS_KEY_ID": ("report_link_access_key_id", str),
     "REPORT_LINK_ACCESS_KEY_SECRET": ("report_link_access_key_secret", str),
+    "REPORT_LINK_DOMAIN": ("report_link_domain", str),
     "NOTIFY_TIMEOUT": ("notify_timeout", float),
     "NOTIFY_RATE_PER_MINUTE": ("notify_rate_per_minute", int),
     "NOTIFY_BURST": ("notify_burst", int),
@@ -128,6 +129,9 @@ class Settings:
     oss_link_endpoint: str = ""
     report_link_access_key_id: str = ""
     report_link_access_key_secret: str = field(default="", repr=False)
+    # A custom domain bound to the bucket (https://crash.example.com): every link people open
+    # is made on it, since OSS's default domain serves text/html as a download.
+    report_link_domain: str = ""
     notify_timeout: float = 10.0  # per HTTP request / SMTP connection
     notify_rate_per_minute: int = 10  # robot messages per calendar minute: <= 20 in any 60 s
     notify_burst: int = 3  # incidents paged one by one per storm window; the rest go in a digest

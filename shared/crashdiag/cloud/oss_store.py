@@ -95,6 +95,7 @@ class OssStore:
         timeout: float = 30.0,
         link_endpoint: str | None = None,
         link_key: tuple[str, str] | None = None,
+        link_cname: bool = False,
     ) -> OssStore:
         """A store on ``bucket_name`` at ``endpoint`` (e.g. ``https://oss-cn-hangzhou-internal.aliyuncs.com``)
         in ``region`` (e.g. ``cn-hangzhou``: the V4 signing scope names it).
@@ -103,7 +104,8 @@ class OssStore:
         refreshes per invocation; fixed ``Credentials`` in tests and replay); a security
         token goes out as ``x-oss-security-token``. ``timeout`` bounds each HTTP call
         (oss2 uses it for both connect and read). ``link_endpoint`` / ``link_key`` sign
-        the links people open (see ``__init__``).
+        the links people open (see ``__init__``); ``link_cname``: ``link_endpoint`` is a
+        custom domain bound to the bucket (links are ``https://<domain>/<key>``).
         """
         import oss2
 
@@ -116,7 +118,7 @@ class OssStore:
             if link_endpoint or link_key:
                 link_auth = oss2.ProviderAuthV4(_provider(oss2, as_source(Credentials(*link_key)))) if link_key else auth
                 link_bucket = oss2.Bucket(link_auth, link_endpoint or endpoint, bucket_name, connect_timeout=timeout,
-                                          region=region)
+                                          region=region, is_cname=bool(link_cname and link_endpoint))
         except oss2.exceptions.ClientError:
             raise ValueError(f"invalid OSS endpoint {endpoint!r} or bucket name {bucket_name!r}") from None
         return cls(bucket, link_bucket)

@@ -67,8 +67,13 @@ def build_store(settings: Settings, credentials: CredentialSource | Credentials 
         link_endpoint = settings.oss_link_endpoint or (None if settings.oss_endpoint else f"https://oss-{region}.aliyuncs.com")
         link_key = (settings.report_link_access_key_id, settings.report_link_access_key_secret) \
             if settings.report_link_access_key_id and settings.report_link_access_key_secret else None
+        # A custom domain bound to the bucket opens report.html in the browser; OSS's own
+        # domain serves it as a download (REPORT_LINK_DOMAIN, README).
+        domain = settings.report_link_domain.strip().rstrip("/")
+        if domain:
+            link_endpoint = domain if "://" in domain else f"https://{domain}"
         return OssStore.connect(endpoint, settings.oss_bucket, credentials, region=region,
-                                link_endpoint=link_endpoint, link_key=link_key)
+                                link_endpoint=link_endpoint, link_key=link_key, link_cname=bool(domain))
     from ..cloud.store import LocalStore
 
     return LocalStore(settings.store_dir)
