@@ -180,3 +180,15 @@ def test_a_webhook_without_a_token_is_refused_without_echoing_it():
     with pytest.raises(ValueError) as err:
         DingTalkRobot("https://oapi.dingtalk.com/robot/send?token=secret-ish-value")
     assert "secret-ish-value" not in str(err.value)
+
+
+def test_header_values_drop_c0_c1_controls_and_line_separators():
+    """U+0085 (NEL) in an instance name made build_email raise on every retry."""
+    for name in ("web\u0085Bcc: x@evil.example", "web\u2028Bcc: x@evil.example", "web\u2029\x1b[31m\x9b\x0b\x0cx"):
+        notice = {**NOTICE, "instance_name": name}
+        msg = card(notice, REPORT, "en", link="", link_ttl=0, excerpt=(f"crash-{name}.log.txt", b"kernel: BUG\n"))
+        raw = bytes(build_email(msg, mail_from="a@b.example", mail_to=["c@d.example"], lang="en", now=0))
+        m = email.message_from_bytes(raw, policy=email.policy.default)
+        assert m["Bcc"] is None and m["To"] == "c@d.example"
+        for value in (m["Subject"], next(m.iter_attachments()).get_filename()):
+            assert "web" in value and not any(c in value for c in "\u0085\u2028\u2029\x1b\x9b\x0b\x0c\r\n"), value

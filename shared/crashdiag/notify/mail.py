@@ -82,20 +82,26 @@ def addresses(raw: str) -> list[str]:
     return out
 
 
+def header(value: object) -> str:
+    """A header value without C0 or C1 controls (U+0085 is a line break to Python's email
+    package, which then refuses the header) or line and paragraph separators."""
+    return "".join(ch for ch in str(value) if not (ch < " " or "\x7f" <= ch <= "\x9f" or ch in "\u2028\u2029"))
+
+
 def build_email(msg: Message, *, mail_from: str, mail_to: list[str], lang: str, now: float) -> EmailMessage:
     m = EmailMessage(policy=email.policy.SMTP)
-    m["Subject"] = subject_text(msg)
-    m["From"] = mail_from
-    m["To"] = ", ".join(mail_to)
+    m["Subject"] = header(subject_text(msg))
+    m["From"] = header(mail_from)
+    m["To"] = header(", ".join(mail_to))
     m["Date"] = email.utils.formatdate(now, usegmt=True)
     domain = mail_from.rpartition("@")[2].strip(">") or "ecs-crashdiag"
-    m["Message-ID"] = f"<crashdiag.{msg.ref}@{domain}>"
+    m["Message-ID"] = header(f"<crashdiag.{msg.ref}@{domain}>")
     m["Auto-Submitted"] = "auto-generated"
     m.set_content(to_text(msg), subtype="plain", charset="utf-8")
     m.add_alternative(to_html(msg, lang), subtype="html", charset="utf-8")
     for name, data in msg.attachments:
         # the log's bytes as they were; the charset says how to read them (non-ASCII text included)
-        m.add_attachment(data, maintype="text", subtype="plain", filename=plain(name, 100), params={"charset": "utf-8"})
+        m.add_attachment(data, maintype="text", subtype="plain", filename=header(plain(name, 100)), params={"charset": "utf-8"})
     return m
 
 
@@ -195,4 +201,4 @@ class SmtpMailer:
         return plain(redact(text, [self._password]), 200)
 
 
-__all__ = ["SmtpMailer", "build_email", "addresses", "connect"]
+__all__ = ["SmtpMailer", "build_email", "addresses", "connect", "header"]
