@@ -374,3 +374,28 @@ def test_daily_digest_reaches_the_robot_once(tmp_path):
         assert first["status"] == "sent" and again["status"] == "already sent"
         [text] = robot.texts()
     assert "blk" in text and "css" in text and "crash" in text
+
+
+def test_a_forged_newest_report_cannot_rewrite_what_a_group_says_about_the_fix(samples):
+    """Three instances crash on the affected el7 kernel; then one guest writes a log that
+    claims a fixed kernel (or an affected one with another target) with the same
+    fingerprint. The group keeps saying affected, upgrade to the real target for three of
+    its four instances: each instance speaks for its own kernel only."""
+    nd = samples["null_deref"]
+    target = "3.10.0-1160.88.1.el7"
+    genuine = [variant(nd, f"i-bp1real0{n}", f"2026-11-26T0{n}:00:00Z", f"e-{n}") for n in (1, 2, 3)]
+    assert all(index_row(r, NOW)["upgrade_to"] == target for r in genuine)
+    fixed = variant(nd, "i-bp1evil01", "2026-11-26T09:00:00Z", "e-9", kernel="3.10.0-1160.99.1.el7",
+                    fix_status="fixed", fix_detail="the running kernel carries the fix")
+    elsewhere = variant(nd, "i-bp1evil02", "2026-11-26T09:30:00Z", "e-10", kernel="3.10.0-1.el7",
+                        fix_status="affected", fix_detail="affected (el7 9.9.9-evil.el7)")
+    for forged, want in ((fixed, f"{target} (3/4)"), (elsewhere, f"{target} (3/4), 9.9.9-evil.el7 (1/4)")):
+        rows = {f"incidents/cn-hangzhou/{r['incident']['instance_id']}/{r['incident']['id']}/report.json": index_row(r, NOW)
+                for r in (*genuine, forged)}
+        d = daily_digest(index_of(rows), "2026-11-26", "en")
+        [g] = d["groups"]
+        assert g["latest_key"].endswith(f"/{forged['incident']['id']}/report.json")  # the forged report is the newest
+        assert (g["fix_status"], g["upgrade_to"]) == ("affected", want)
+        assert "upgrade to " + target.replace(".", "\\.").replace("-", "\\-") in d["markdown"]
+        page = render_fleet_html(index_of(rows), "en")
+        assert f"Upgrade to {want}" in page

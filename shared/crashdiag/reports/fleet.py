@@ -193,8 +193,14 @@ def fleet_rows(index: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
 
 
 def fingerprint_groups(rows: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
-    """Crashes grouped by fingerprint: counts, instances, kernels, first and last seen."""
+    """Crashes grouped by fingerprint: counts, instances, kernels, first and last seen.
+
+    What a group says about the fix (``fix_status``, ``upgrade_to``) is aggregated over its
+    instances, each judged by its own newest crash in the group (its own kernel): a log is
+    written by the guest, so one forged report speaks for its own instance and cannot
+    rewrite what the group says about the others."""
     groups: dict[str, dict[str, Any]] = {}
+    own: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)  # group -> instance (or key) -> its newest row
     for key, r in rows:
         fp = r.get("fingerprint") or f"{r.get('kind')}:{r.get('title')}"
         g = groups.get(fp)
@@ -211,10 +217,32 @@ def fingerprint_groups(rows: list[tuple[str, dict[str, Any]]]) -> list[dict[str,
         g["first"] = min(g["first"], r["time"])
         if r["time"] >= g["last"]:
             g["last"], g["latest_key"] = r["time"], key
-            g["fix_status"], g["upgrade_to"] = r.get("fix_status"), r.get("upgrade_to")
+        who = r.get("instance") or key
+        if who not in own[fp] or r["time"] >= own[fp][who]["time"]:
+            own[fp][who] = r
+    for fp, g in groups.items():
+        g["fix_status"], g["upgrade_to"], g["fix_by_status"] = _group_fix(list(own[fp].values()))
     out = sorted(groups.values(), key=lambda g: g["last"], reverse=True)
     out.sort(key=lambda g: g["count"], reverse=True)  # stable: equal counts stay newest first
     return out
+
+
+def _group_fix(latest: list[dict[str, Any]]) -> tuple[str | None, str | None, dict[str, int]]:
+    """(fix status, upgrade targets, instances per status) from each instance's own newest
+    row. Affected when any instance is; the targets are those of the affected instances,
+    each with its count when they differ or when not every judged instance is affected."""
+    by_status = Counter(r["fix_status"] for r in latest if r.get("fix_status"))
+    if not by_status:
+        return None, None, {}
+    if not by_status.get("affected"):
+        return by_status.most_common(1)[0][0], None, dict(by_status)
+    targets = Counter(r["upgrade_to"] for r in latest if r.get("fix_status") == "affected" and r.get("upgrade_to"))
+    if not targets:
+        return "affected", None, dict(by_status)
+    if len(targets) == 1 and sum(by_status.values()) == by_status["affected"]:
+        return "affected", next(iter(targets)), dict(by_status)
+    judged = sum(by_status.values())
+    return "affected", ", ".join(f"{t} ({n}/{judged})" for t, n in sorted(targets.items(), key=lambda tn: (-tn[1], tn[0]))), dict(by_status)
 
 
 def affected_issues(rows: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
