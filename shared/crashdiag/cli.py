@@ -18,6 +18,7 @@ from typing import Any
 EXIT_OK = 0
 EXIT_INPUT = 2  # unreadable, empty, binary input
 EXIT_RULES = 3  # the catalogue is broken or a rule check failed
+EXIT_REFUSED = 4  # the object store (OSS) refused a request: credentials, signature or permissions
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -182,7 +183,16 @@ def _replay(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"crashdiag: {exc}", file=sys.stderr)
         return EXIT_INPUT
-    result = replay(payload, settings)
+    from .cloud.store import StoreRefused
+
+    try:
+        result = replay(payload, settings)
+    except StoreRefused as exc:  # OSS said no (403 AccessDenied, SignatureDoesNotMatch ...): say what to fix
+        print(f"crashdiag: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    except ValueError as exc:  # e.g. OSS_BUCKET without CRASHDIAG_REGION
+        print(f"crashdiag: {exc}", file=sys.stderr)
+        return EXIT_INPUT
     if args.json:
         brief = {
             "ingest": result["ingest"],
