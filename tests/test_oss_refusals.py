@@ -40,6 +40,16 @@ INSTANCES = EVENTS / "instances"
 CRASH_EVENT = EVENTS / "eventbridge-crash-kdump-executed.json"
 
 
+@pytest.fixture(autouse=True)
+def _keep_log_level():
+    """``crashdiag replay`` quiets the crashdiag logger for its own process; run in-process
+    here, the level is put back so later tests still see their log records."""
+    logger = logging.getLogger("crashdiag")
+    level = logger.level
+    yield
+    logger.setLevel(level)
+
+
 @pytest.fixture
 def fresh_runtime(monkeypatch):
     """A new Function Compute instance: nothing cached, no credentials handed over yet."""
