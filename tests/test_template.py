@@ -376,6 +376,7 @@ OSS_CALLS = {
     "get_object": {"oss:GetObject"},
     "head_object": {"oss:GetObject"},
     "get_object_meta": {"oss:GetObject"},
+    "delete_object": {"oss:DeleteObject"},
     "list_objects": {"oss:ListObjects"},
     "list_objects_v2": {"oss:ListObjects"},
     "ObjectIterator": {"oss:ListObjects"},

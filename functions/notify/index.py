@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 
-from crashdiag.pipeline.events import parse_oss_events
+from crashdiag.pipeline.events import keys_of_trigger
 from crashdiag.pipeline.runtime import pipeline_for, run_stage
 
 logging.getLogger().setLevel(logging.INFO)
@@ -16,9 +16,9 @@ def handler(event, context):
 
     def run():
         done = []
-        for created in parse_oss_events(event):
-            summary = pipeline.notify(created.key)
-            done.append({"key": created.key, "told": summary["told"],
+        for key in keys_of_trigger(event):  # the OSS trigger, or the reconciler's {"key": ...}
+            summary = pipeline.notify(key)
+            done.append({"key": key, "told": summary["told"],
                          "channels": {name: c["status"] for name, c in summary["channels"].items()}})
         return done
 

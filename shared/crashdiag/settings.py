@@ -66,6 +66,13 @@ ENV: dict[str, tuple[str, type]] = {
     "NOTIFY_MAX_ATTEMPTS": ("notify_max_attempts", int),
     # readiness audit (docs/PIPELINE.md, "The guest audit script")
     "CRASHDIAG_AUDIT_TAG": ("audit_tag", str),
+    # crash safety (docs/PIPELINE.md): claims' leases, attempts, the reconciler's deadlines
+    "COLLECT_LEASE_SECONDS": ("collect_lease_seconds", int),
+    "DIAGNOSE_LEASE_SECONDS": ("diagnose_lease_seconds", int),
+    "STAGE_MAX_ATTEMPTS": ("stage_max_attempts", int),
+    "CRASHDIAG_DIAGNOSE_FUNCTION": ("fc_diagnose_function", str),
+    "CRASHDIAG_NOTIFY_FUNCTION": ("fc_notify_function", str),
+    "OSS_TIMEOUT": ("oss_timeout", float),
 }
 SECRET_FIELDS = frozenset({"access_key_secret", "security_token", "dingtalk_webhook", "dingtalk_secret", "smtp_password",
                            "report_link_access_key_secret"})
@@ -143,6 +150,17 @@ class Settings:
     # The audit function audits running Linux instances carrying this tag (KEY=VALUE);
     # empty: every running Linux instance of the region.
     audit_tag: str = ""
+    # Crash safety (docs/PIPELINE.md). A stage's claim is held for longer than its function's
+    # Timeout (collect 600 s, diagnose 300 s), so a live invocation is never taken over.
+    collect_lease_seconds: int = 660
+    diagnose_lease_seconds: int = 360
+    stage_max_attempts: int = 4  # claims of collect / diagnose before the incident ends as a failure
+    ingest_deadline: int = 300  # event.json without state/00-received this long: start collect again
+    notify_deadline: int = 900  # report.json without state/40-notified this long: run notify again
+    reconcile_max_kicks: int = 4  # the reconciler restarts one stage at most this often
+    fc_diagnose_function: str = "diagnose"
+    fc_notify_function: str = "notify"
+    oss_timeout: float = 10.0  # per OSS request (oss2: connect and each read)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:

@@ -162,6 +162,14 @@ class OssStore:
             raise self._translate(e, "exists", key) from None
         return True
 
+    def delete(self, key: str) -> None:
+        """DeleteObject; OSS answers 204 whether or not the object existed."""
+        check_key(key)
+        try:
+            self.bucket.delete_object(key)
+        except self._oss2.exceptions.OssError as e:
+            raise self._translate(e, "delete", key) from None
+
     def list(self, prefix: str) -> list[str]:
         """Every key starting with ``prefix``, sorted; pages through ListObjectsV2.
 

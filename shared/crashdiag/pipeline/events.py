@@ -277,6 +277,18 @@ class ObjectCreated:
     region: str | None
 
 
+def keys_of_trigger(payload: bytes | str | dict) -> list[str]:
+    """The object keys a diagnose or notify invocation is about: an OSS trigger's event, or
+    the reconciler's own ``{"key": "<object key>"}`` when it restarts a stage."""
+    try:
+        data = json.loads(payload) if isinstance(payload, (bytes, str)) else payload
+    except ValueError:
+        data = None
+    if isinstance(data, dict) and isinstance(data.get("key"), str) and "events" not in data:
+        return [data["key"]]
+    return [c.key for c in parse_oss_events(payload)]
+
+
 def parse_oss_events(payload: bytes | str | dict) -> list[ObjectCreated]:
     """The OSS trigger's event: {"events": [{"eventName": "ObjectCreated:...",
     "oss": {"bucket": {"name"}, "object": {"key"}}, "region"}]}. Raises ValueError."""

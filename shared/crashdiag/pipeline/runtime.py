@@ -73,7 +73,8 @@ def build_store(settings: Settings, credentials: CredentialSource | Credentials 
         if domain:
             link_endpoint = domain if "://" in domain else f"https://{domain}"
         return OssStore.connect(endpoint, settings.oss_bucket, credentials, region=region,
-                                link_endpoint=link_endpoint, link_key=link_key, link_cname=bool(domain))
+                                link_endpoint=link_endpoint, link_key=link_key, link_cname=bool(domain),
+                                timeout=settings.oss_timeout)
     from ..cloud.store import LocalStore
 
     return LocalStore(settings.store_dir)

@@ -2,10 +2,21 @@
 
 Each stage is a method of ``Pipeline``, which is given its store, ECS API and
 invoker (so tests and replay inject stand-ins, and handlers build the real ones once
-per instance). Every stage is idempotent: a redelivered event, a retried invocation
-or two racing invocations find the incident's objects already written (conditional
-creates) and resume rather than redo. Every incident ends with a ``report.json`` or a
-``state/90-failed.json`` that says why.
+per instance). Every stage is safe to die at any point and to run again (docs/PIPELINE.md,
+"Crash safety"):
+
+- a stage takes a *claim* before working (``claims/<stage>/<nnn>.json``, a conditional
+  create carrying the owner's invocation id, a token and a lease). A reply lost after the
+  create landed is settled by reading the claim back; a live claim of someone else makes
+  the invocation fail (FC retries it later); an expired one is taken over with the next
+  number, and the number of claims bounds the attempts;
+- content is written first and the object that triggers the next stage or marks the
+  stage done last, so a retry finds either nothing done or the stage complete;
+- ``open/<region>/<instance>/<incident>.json`` marks an incident not yet finished; the
+  reconciler (``reconcile.py``) lists only that prefix and drives late incidents on.
+
+Every incident ends with a ``report.json`` (a diagnosis, or a failure that says why) and
+a ``state/40-notified.json`` once every channel has had its last word.
 """
 
 from __future__ import annotations
@@ -15,6 +26,7 @@ import hashlib
 import json
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -24,6 +36,7 @@ from ..cloud.store import (
     AlreadyExists,
     NotFound,
     ObjectStore,
+    StoreError,
     check_key,
     check_prefix,
     retry_transient,
@@ -34,10 +47,33 @@ from .events import Accepted, CrashEvent, Rejected, Skipped, parse_events
 log = logging.getLogger("crashdiag.pipeline")
 
 STATES = {"received": "00", "collecting": "10", "collected": "20", "diagnosed": "30", "notified": "40", "failed": "90"}
+TERMINAL = "notified"  # told (or every channel gave its last word): nothing more will happen
+OPEN = "open/"
 
 
 class Invoker(Protocol):
     def invoke_async(self, function: str, payload: bytes) -> None: ...
+
+
+class ClaimHeld(Exception):
+    """Another invocation holds a live claim on this stage: this one fails, so that FC
+    retries it later (a silent success would end FC's retries with nothing done)."""
+
+
+class AttemptsExhausted(Exception):
+    """The stage was claimed as often as it may be; the incident ends as a failure."""
+
+    def __init__(self, stage: str, attempts: int) -> None:
+        super().__init__(f"{stage} was attempted {attempts} times without finishing")
+        self.stage, self.attempts = stage, attempts
+
+
+@dataclass(frozen=True)
+class Claim:
+    stage: str
+    number: int
+    owner: str
+    lease_until: float
 
 
 def _now() -> str:
@@ -48,15 +84,27 @@ def _json(obj: Any) -> bytes:
     return json.dumps(obj, ensure_ascii=False, indent=2, sort_keys=False, default=str).encode("utf-8")
 
 
+def new_owner() -> str:
+    """An owner id for a call made outside Function Compute (replay, tests)."""
+    return f"local-{uuid.uuid4().hex[:16]}"
+
+
+def open_key(prefix: str) -> str:
+    """incidents/<region>/<instance>/<incident>/ -> open/<region>/<instance>/<incident>.json"""
+    return check_key(OPEN + prefix.removeprefix("incidents/").rstrip("/") + ".json")
+
+
 @dataclass
 class IngestSummary:
     accepted: list[str] = field(default_factory=list)  # incident prefixes created
     duplicates: list[str] = field(default_factory=list)
     skipped: list[dict] = field(default_factory=list)
     rejected: list[dict] = field(default_factory=list)
+    resumed: list[str] = field(default_factory=list)  # claimed earlier, collect (re)started now
 
     def to_json(self) -> dict:
-        return {"accepted": self.accepted, "duplicates": self.duplicates, "skipped": self.skipped, "rejected": self.rejected}
+        return {"accepted": self.accepted, "duplicates": self.duplicates, "skipped": self.skipped, "rejected": self.rejected,
+                "resumed": self.resumed}
 
 
 class Pipeline:
@@ -70,13 +118,15 @@ class Pipeline:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         notifier: Any = None,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
         self.ecs = ecs
         self.invoker = invoker
         self.settings = settings
-        self.clock = clock
+        self.clock = clock  # waits inside collect
         self.sleep = sleep
+        self.wall = wall  # leases, deadlines: epoch seconds
         self.notifier = notifier  # crashdiag.notify.Notifier; built from settings on first use
 
     # --- store helpers -----------------------------------------------------------------
@@ -93,76 +143,200 @@ class Pipeline:
         except AlreadyExists:
             return False
 
+    def _create_owned(self, key: str, doc: dict) -> tuple[bool, dict]:
+        """Create ``key`` once. (True, doc) when it is ours: created now, or created by this
+        very call whose reply was lost (the retry's 409 is settled by reading the token back)."""
+        try:
+            self._retrying(lambda: self.store.put(key, _json(doc), content_type="application/json", if_absent=True))
+            return True, doc
+        except AlreadyExists:
+            theirs = self._get_json(key) or {}
+            return theirs.get("token") == doc.get("token"), theirs
+
     def _get(self, key: str) -> bytes:
         return self._retrying(lambda: self.store.get(key))
 
     def _get_json(self, key: str) -> dict | None:
         try:
-            return json.loads(self._get(key))
+            value = json.loads(self._get(key))
         except NotFound:
             return None
+        except ValueError:
+            return None
+        return value if isinstance(value, dict) else None
+
+    def _exists(self, key: str) -> bool:
+        return bool(self._retrying(lambda: self.store.exists(key)))
+
+    def _delete(self, key: str) -> None:
+        self._retrying(lambda: self.store.delete(key))
 
     def set_state(self, prefix: str, state: str, **detail: Any) -> bool:
         """Append a state to the incident's state machine; False if it was already there."""
         key = f"{prefix}state/{STATES[state]}-{state}.json"
-        return self._put(key, _json({"state": state, "at": _now(), **detail}), if_absent=True)
+        return self._put(key, _json({"state": state, "at": _now(), "t": self.wall(), **detail}), if_absent=True)
 
     def states(self, prefix: str) -> list[str]:
         keys = self._retrying(lambda: self.store.list(f"{prefix}state/"))
         return [k.rsplit("/", 1)[1].split("-", 1)[1].removesuffix(".json") for k in keys]
 
+    # --- claims with an owner and a lease -----------------------------------------------
+
+    def claims(self, prefix: str, stage: str) -> list[tuple[int, dict]]:
+        """Every claim taken on a stage, oldest first."""
+        base = f"{prefix}claims/{stage}/"
+        out = []
+        for key in self._retrying(lambda: self.store.list(base)):
+            name = key[len(base):].removesuffix(".json")
+            if name.isdigit():
+                out.append((int(name), self._get_json(key) or {}))
+        return sorted(out, key=lambda c: c[0])
+
+    def claim(self, prefix: str, stage: str, owner: str, lease: float, max_attempts: int) -> Claim:
+        """Take the stage for ``owner`` (an FC request id). Raises ClaimHeld while another
+        owner's lease is live, AttemptsExhausted once ``max_attempts`` claims were taken.
+        A claim of the same owner whose lease is live is a retry of that owner's attempt
+        (FC retries an async invocation under its request id only after it ended): taken over."""
+        now = self.wall()
+        taken = self.claims(prefix, stage)
+        n = 1
+        if taken:
+            last_n, last = taken[-1]
+            if last.get("owner") != owner and float(last.get("lease_until", 0)) > now:
+                raise ClaimHeld(f"{stage} of {prefix} is held by {last.get('owner')} until {last.get('lease_until')}")
+            n = last_n + 1
+        if n > max_attempts:
+            raise AttemptsExhausted(stage, n - 1)
+        doc = {"stage": stage, "attempt": n, "owner": owner, "token": uuid.uuid4().hex, "at": now, "lease_until": now + lease}
+        ours, theirs = self._create_owned(f"{prefix}claims/{stage}/{n:03d}.json", doc)
+        if not ours:  # a racing invocation took this number a moment ago: its lease is live
+            raise ClaimHeld(f"{stage} of {prefix} was just claimed by {theirs.get('owner')}")
+        return Claim(stage, n, owner, doc["lease_until"])
+
+    # --- the index of open incidents (read by the reconciler) ---------------------------
+
+    def open_marker(self, prefix: str) -> dict | None:
+        return self._get_json(open_key(prefix))
+
+    def come_back_at(self, prefix: str, when: float, why: str, **extra: Any) -> None:
+        """Ask the reconciler to look at the incident again at ``when`` (epoch seconds) and
+        not before: a stage that waits (for a guest, a lease) says so here."""
+        marker = self.open_marker(prefix) or {"prefix": prefix}
+        marker.update(extra)
+        marker.update({"next_check": when, "why": why})
+        self._put(open_key(prefix), _json(marker))
+
+    def close(self, prefix: str) -> None:
+        """The incident is finished: drop it from the reconciler's index."""
+        try:
+            self._delete(open_key(prefix))
+        except NotFound:
+            pass
+
     # --- stage 1: ingest -----------------------------------------------------------------
 
-    def ingest(self, payload: bytes | str | dict | list) -> IngestSummary:
+    def ingest(self, payload: bytes | str | dict | list, owner: str | None = None) -> IngestSummary:
+        """Every event of a delivery, each on its own: one event's failure (a bad id, a
+        store or FC error) is recorded for that event and the others go on. A transient
+        failure is raised at the end, after the others, so that EventBridge redelivers."""
+        owner = owner or new_owner()
         summary = IngestSummary()
+        transient: list[Exception] = []
         for outcome in parse_events(payload):
-            if isinstance(outcome, Accepted):
-                self._accept(outcome.event, summary)
-            elif isinstance(outcome, Skipped):
-                log.info("skipped event: %s", outcome.reason)
-                summary.skipped.append({"reason": outcome.reason, "code": outcome.code, "status": outcome.status})
-            else:
-                self._reject(outcome, summary)
+            try:
+                if isinstance(outcome, Accepted):
+                    self._accept(outcome.event, summary, owner)
+                elif isinstance(outcome, Skipped):
+                    log.info("skipped event: %s", outcome.reason)
+                    summary.skipped.append({"reason": outcome.reason, "code": outcome.code, "status": outcome.status})
+                else:
+                    self._reject(outcome, summary)
+            except Exception as exc:  # noqa: BLE001 - any failure of one event is that event's alone
+                self._event_failed(outcome, exc, summary)
+                if _transient(exc):
+                    transient.append(exc)
+        if transient:
+            raise transient[0]
         return summary
 
-    def _accept(self, ev: CrashEvent, summary: IngestSummary) -> None:
+    def _accept(self, ev: CrashEvent, summary: IngestSummary, owner: str) -> None:
+        """Order: the delivery's record, the open marker, the incident claim (event.json),
+        the async invoke of collect, and last ``state/00-received``, which says collect was
+        started. A delivery that finds event.json but no ``received`` starts collect again;
+        so does the reconciler, for an incident whose deliveries all stopped before it."""
         prefix = check_prefix(ev.prefix)
         record = self._private({"event": ev.to_json(), "received_at": _now()})
         self._put(f"{prefix}events/{ev.status}.json", _json(record), if_absent=True)
-        if not self._put(f"{prefix}event.json", _json(record), if_absent=True):
-            log.info("duplicate delivery of incident %s (%s)", ev.incident_id, ev.status)
-            summary.duplicates.append(prefix)
-            return
-        self.set_state(prefix, "received", code=ev.code, status=ev.status, host_failure=ev.host_failure)
-        summary.accepted.append(prefix)
-        ref = {"region": ev.region, "instance_id": ev.instance_id, "incident_id": ev.incident_id}
+        record = {**record, "owner": owner, "token": uuid.uuid4().hex}
+        self._put(open_key(prefix), _json({"prefix": prefix, "record": record, "next_check": self.wall() + self.settings.ingest_deadline,
+                                           "why": "collect not yet started"}), if_absent=True)
+        ours, _ = self._create_owned(f"{prefix}event.json", record)
+        if not ours:
+            if self.states(prefix):  # received or later: collect was started
+                log.info("duplicate delivery of incident %s (%s)", ev.incident_id, ev.status)
+                summary.duplicates.append(prefix)
+                return
+            log.info("incident %s was claimed but collect never confirmed started: starting it", ev.incident_id)
+        self.start_collect(prefix, ev.to_json())
+        (summary.accepted if ours else summary.resumed).append(prefix)
+
+    def start_collect(self, prefix: str, ev: dict) -> None:
+        """Invoke collect (async), then record that it was started."""
+        ref = {"region": ev["region"], "instance_id": ev["instance_id"], "incident_id": ev["incident_id"]}
         if self.invoker is not None:
             self.invoker.invoke_async(self.settings.fc_collect_function, json.dumps(ref).encode())
+        self.set_state(prefix, "received", code=ev.get("code"), status=ev.get("status"), host_failure=ev.get("host_failure"))
 
     def _reject(self, r: Rejected, summary: IngestSummary) -> None:
-        digest = hashlib.sha256(r.excerpt.encode("utf-8", "replace")).hexdigest()[:20]
+        self._record_failure(r.reason, r.excerpt, summary)
+
+    def _event_failed(self, outcome: Any, exc: Exception, summary: IngestSummary) -> None:
+        what = type(exc).__name__
+        reason = f"the event could not be processed ({what}: {str(exc)[:200]})"
+        ev = getattr(outcome, "event", None)
+        excerpt = json.dumps(ev.to_json() if ev is not None else repr(outcome)[:2000], ensure_ascii=True, default=str)[:2000]
+        log.error("event failed: %s", reason)
+        try:
+            self._record_failure(reason, excerpt, summary)
+        except Exception:  # noqa: BLE001 - the store is down too: the raise at the end makes EventBridge redeliver
+            summary.rejected.append({"reason": reason, "record": None})
+
+    def _record_failure(self, reason: str, excerpt: str, summary: IngestSummary) -> None:
+        digest = hashlib.sha256(excerpt.encode("utf-8", "replace")).hexdigest()[:20]
         key = f"failures/{dt.datetime.now(dt.timezone.utc):%Y-%m-%d}/{digest}.json"
-        self._put(key, _json({"reason": r.reason, "at": _now(), "excerpt": r.excerpt}), if_absent=True)
-        log.warning("rejected event: %s (recorded as %s)", r.reason, key)
-        summary.rejected.append({"reason": r.reason, "record": key})
+        doc = json.dumps({"reason": reason, "at": _now(), "excerpt": excerpt}, ensure_ascii=True, indent=2).encode()
+        self._put(key, doc, if_absent=True)
+        log.warning("rejected event: %s (recorded as %s)", reason, key)
+        summary.rejected.append({"reason": reason, "record": key})
 
     # --- stage 2: collect -----------------------------------------------------------------
 
-    def collect(self, ref: dict | bytes | str) -> dict:
-        """Fetch the crash log of one incident. Returns collect.json's content."""
+    def collect(self, ref: dict | bytes | str, owner: str | None = None) -> dict:
+        """Fetch the crash log of one incident. Returns collect.json's content.
+
+        Write order: collect.json (content), then crash.log (created once: its OSS trigger
+        starts diagnose), then ``state/20-collected`` (done). On failure: collect.json, the
+        failure report (report.md/html, then report.json, whose trigger starts notify),
+        then ``state/90-failed``."""
         if not isinstance(ref, dict):
             ref = json.loads(ref)
+        owner = owner or new_owner()
         prefix = self._prefix_from_ref(ref)
-        done = self._get_json(f"{prefix}collect.json")
+        done = self._collected(prefix)
         if done is not None:
             return done  # a retried invocation: the work is done
         record = self._get_json(f"{prefix}event.json")
         if record is None:
             raise ValueError(f"no incident at {prefix}")
         ev = record["event"]
-        if not self._claim_collect(prefix):
-            log.info("collection of %s is already running in another invocation", prefix)
-            return {"in_progress": True}
+        try:
+            claim = self.claim(prefix, "collect", owner, self.settings.collect_lease_seconds, self.settings.stage_max_attempts)
+        except AttemptsExhausted as e:
+            return self.fail(prefix, f"the crash log could not be collected: collection was started {e.attempts} times and "
+                                     "never finished (the function timed out or died each time)",
+                             "check the collect function's logs; the instance may need a manual look (VNC, serial console)",
+                             stage="collect")
+        self.set_state(prefix, "collecting", owner=owner, attempt=claim.number)
         from .collect import Collector
 
         def upload(ttl: int, public: bool = False) -> str | None:
@@ -187,18 +361,14 @@ class Pipeline:
         result["incident"] = ev
         result["collected_at"] = _now()
         result = self._private(result, record.get("redaction"))
-        if log_bytes:
-            self._put(f"{prefix}collect.json", _json(result), if_absent=True)
-            # crash.log is the object whose creation triggers diagnosis: write it last.
-            self._put(f"{prefix}crash.log", log_bytes, content_type="text/plain; charset=utf-8", if_absent=True)
-            self.set_state(prefix, "collected", method=result["method"], complete=result["complete"])
-        else:
-            self._put(f"{prefix}collect.json", _json(result), if_absent=True)
-            self.set_state(prefix, "failed", reason=result["failure"]["reason"], advice=result["failure"]["advice"])
-            # A failure is news too: its report.json goes through the same notify stage.
-            from ..reports.report import build_failure_report
-
-            self._write_report(prefix, build_failure_report(result, self.settings.lang), None, result.get("redaction"))
+        if not log_bytes:
+            return self.fail(prefix, result["failure"]["reason"], result["failure"]["advice"], stage="collect", collect=result)
+        # content first; crash.log (its creation triggers diagnosis) after; the state last.
+        self._put(f"{prefix}collect.json", _json(result))
+        if isinstance(log_bytes, str):
+            log_bytes = log_bytes.encode("utf-8", "replace")
+        self._put(f"{prefix}crash.log", log_bytes, content_type="text/plain; charset=utf-8", if_absent=True)
+        self.set_state(prefix, "collected", method=result["method"], complete=result["complete"])
         return result
 
     def _private(self, record: dict, previous: dict | None = None) -> dict:
@@ -211,10 +381,45 @@ class Pipeline:
             return redact_record(record, previous=previous)
         return mask_report(record)
 
-    def _write_report(self, prefix: str, report: dict, raw_log: bytes | None, redaction: dict | None = None) -> None:
+    def _collected(self, prefix: str) -> dict | None:
+        """collect.json when collection already ended (marker, or its last object written)."""
+        states = set(self.states(prefix))
+        if not states & {"collected", "failed"}:
+            if self._exists(f"{prefix}crash.log"):
+                self.set_state(prefix, "collected")  # died after crash.log, before the state
+            elif self._exists(f"{prefix}report.json"):
+                self.set_state(prefix, "failed", reason="see report.json")  # died after the failure report
+            else:
+                return None
+        return self._get_json(f"{prefix}collect.json") or {"method": None, "complete": False, "note": "no collect.json"}
+
+    def fail(self, prefix: str, reason: str, advice: str, *, stage: str, collect: dict | None = None) -> dict:
+        """End an incident as a failure that says why: the failure report (notified like any
+        report), then ``state/90-failed``. Returns the collect record it was built from."""
+        from ..reports.report import build_failure_report
+
+        if collect is None:
+            collect = self._get_json(f"{prefix}collect.json")
+            if collect is None:
+                record = self._get_json(f"{prefix}event.json") or {}
+                ev = record.get("event") or {}
+                collect = {"instance_id": ev.get("instance_id"), "region": ev.get("region"), "method": None, "complete": False,
+                           "log": {}, "context": {}, "notes": [], "attempts": [], "incident": ev}
+                if record.get("redaction"):
+                    collect["redaction"] = record["redaction"]
+        collect = dict(collect)
+        collect["failure"] = {"reason": reason, "advice": advice, "stage": stage}
+        if stage == "collect":
+            self._put(f"{prefix}collect.json", _json(collect))
+        self._write_report(prefix, build_failure_report(collect, self.settings.lang), None, collect.get("redaction"))
+        self.set_state(prefix, "failed", reason=reason, advice=advice, stage=stage)
+        return collect
+
+    def _write_report(self, prefix: str, report: dict, raw_log: bytes | None, redaction: dict | None = None) -> bool:
         """report.md and report.html first, then report.json, which the notify stage
-        listens to: written last, once. Everything written here (and so every notification
-        built from it) goes through _private; the raw-log section of report.html too."""
+        listens to: written last, once (False when another invocation wrote it first).
+        Everything written here (and so every notification built from it) goes through
+        _private; the raw-log section of report.html too."""
         from ..reports.html_report import render_html
         from ..reports.redact import mask_log, redact_log, sealed_from
         from ..reports.report import render_markdown
@@ -225,22 +430,7 @@ class Pipeline:
         lang = self.settings.lang
         self._put(f"{prefix}report.md", render_markdown(report, lang).encode("utf-8"), content_type="text/markdown; charset=utf-8")
         self._put(f"{prefix}report.html", render_html(report, lang, raw_log).encode("utf-8"), content_type="text/html; charset=utf-8")
-        self._put(f"{prefix}report.json", _json(report), if_absent=True)
-
-    def _claim_collect(self, prefix: str) -> bool:
-        """Take the incident's collection. Two invocations at once (FC may start a retry
-        while the first still runs): the second backs off. A claim older than one whole
-        collection is a dead invocation's (FC killed it at its timeout): take it over."""
-        if self.set_state(prefix, "collecting"):
-            return True
-        claim = self._get_json(f"{prefix}state/{STATES['collecting']}-collecting.json") or {}
-        try:
-            at = dt.datetime.fromisoformat(str(claim.get("at", "")).replace("Z", "+00:00"))
-        except ValueError:
-            return True
-        age = (dt.datetime.now(dt.timezone.utc) - at).total_seconds()
-        budget = self.settings.collect_wait_seconds + self.settings.collect_command_timeout + 60
-        return age > budget
+        return self._put(f"{prefix}report.json", _json(report), if_absent=True)
 
     def _prefix_from_ref(self, ref: dict) -> str:
         from .events import EVENT_ID, INSTANCE_ID, REGION
@@ -252,28 +442,54 @@ class Pipeline:
 
     # --- stage 3: diagnose ----------------------------------------------------------------
 
-    def diagnose(self, log_key: str) -> dict:
-        """Classify one crash log object and write the report beside it."""
+    def diagnose(self, log_key: str, owner: str | None = None) -> dict:
+        """Classify one crash log object and write the report beside it. An incident's
+        diagnosis is claimed like collect; after STAGE_MAX_ATTEMPTS claims that never
+        finished (a log that kills the function), the incident ends in a failure report."""
         from ..reports.report import build_report
 
         check_key(log_key)
-        if log_key.startswith("incidents/") and log_key.endswith("/crash.log"):
+        owner = owner or new_owner()
+        incident = log_key.startswith("incidents/") and log_key.endswith("/crash.log")
+        if incident:
             prefix = log_key[: -len("crash.log")]
-            collect = self._get_json(f"{prefix}collect.json") or {}
         elif log_key.startswith("inbox/"):
             prefix = f"reports/{log_key}/"
-            collect = {"method": "inbox", "complete": True, "log": {"path": log_key}, "context": {}}
         else:
             raise ValueError(f"{log_key} is neither an incident crash.log nor under inbox/")
         existing = self._get_json(f"{prefix}report.json")
         if existing is not None:
+            if incident:
+                self._mark_reported(prefix, existing)
             return existing
+        if incident:
+            collect = self._get_json(f"{prefix}collect.json") or {}
+            try:
+                self.claim(prefix, "diagnose", owner, self.settings.diagnose_lease_seconds, self.settings.stage_max_attempts)
+            except AttemptsExhausted as e:
+                return self.diagnosis_did_not_finish(prefix, e.attempts)
+        else:
+            collect = {"method": "inbox", "complete": True, "log": {"path": log_key}, "context": {}}
         data = self._get(log_key)
         report = build_report(data, collect, self.settings.lang, source=log_key, budget_s=self.settings.classify_budget_seconds)
         self._write_report(prefix, report, data, collect.get("redaction"))
-        if prefix.startswith("incidents/"):
+        if incident:
             self.set_state(prefix, "diagnosed", kind=report["diagnosis"]["kind"], rule=(report["diagnosis"]["rule"] or {}).get("id"))
         return report
+
+    def diagnosis_did_not_finish(self, prefix: str, attempts: int) -> dict:
+        self.fail(prefix, f"diagnosis did not finish after {attempts} attempts (the log may be too large or hostile "
+                          "for the diagnose function's time and memory)",
+                  "open crash.log beside this report and read it by hand; raise the diagnose function's memory if it "
+                  "ran out", stage="diagnose")
+        return self._get_json(f"{prefix}report.json") or {}
+
+    def _mark_reported(self, prefix: str, report: dict) -> None:
+        """A retry that finds report.json: make sure the state that follows it is there."""
+        if report.get("failure"):
+            self.set_state(prefix, "failed", reason=report["failure"].get("reason"), advice=report["failure"].get("advice"))
+        else:
+            self.set_state(prefix, "diagnosed", kind=(report.get("diagnosis") or {}).get("kind"))
 
     # --- stage 4: notify (crashdiag.notify; docs/NOTIFY.md) -------------------------------
 
@@ -293,10 +509,13 @@ class Pipeline:
         return [self._mark_notified(s) for s in self._notifier().flush()]
 
     def _mark_notified(self, summary: dict) -> dict:
+        """When every channel has had its last word: ``state/40-notified``, then the
+        incident leaves the reconciler's index."""
         prefix = summary["incident"]
         if summary["complete"] and prefix.startswith("incidents/"):
             self.set_state(prefix, "notified", told=summary["told"],
                            channels={name: c["status"] for name, c in summary["channels"].items()})
+            self.close(prefix)
         return summary
 
 
@@ -311,6 +530,13 @@ def _epoch(value: str | None) -> int | None:
     if t.tzinfo is None:
         t = t.replace(tzinfo=dt.timezone.utc)
     return int(t.timestamp())
+
+
+def _transient(exc: Exception) -> bool:
+    """Errors worth a redelivery: the store or FC failing, not the event's content."""
+    from ..cloud.invoke import InvokeError
+
+    return isinstance(exc, (StoreError, InvokeError)) and not isinstance(exc, (NotFound, AlreadyExists))
 
 
 def _since(ev: dict) -> int:
@@ -328,4 +554,4 @@ def _since(ev: dict) -> int:
     return 0
 
 
-__all__ = ["Pipeline", "IngestSummary", "CloudError", "STATES"]
+__all__ = ["Pipeline", "IngestSummary", "CloudError", "STATES", "ClaimHeld", "AttemptsExhausted", "Claim", "open_key"]
