@@ -160,3 +160,81 @@ def test_a_bad_event_costs_only_itself_not_the_batch(tmp_path, wall):
     for r in s.rejected:  # every bad one recorded, saying why
         assert p.store.exists(r["record"]) and r["reason"]
     assert len([r for r in s.rejected if "." in r["reason"]]) >= 2
+
+
+def run_queue(p: Pipeline, q: Queue, owner: str = "req-q") -> None:
+    """Run what FC has queued (collect, diagnose, notify), as FC would; the OSS triggers of
+    crash.log and report.json fire when those objects appear."""
+    while q.calls:
+        function, payload = q.calls.pop(0)
+        body = json.loads(payload)
+        if function == "collect":
+            p.collect(body, owner=owner)
+            prefix = f"incidents/{body['region']}/{body['instance_id']}/{body['incident_id']}/"
+            if p.store.exists(f"{prefix}crash.log"):
+                q.calls.append(("diagnose", json.dumps({"key": f"{prefix}crash.log"}).encode()))
+            elif p.store.exists(f"{prefix}report.json"):
+                q.calls.append(("notify", json.dumps({"key": f"{prefix}report.json"}).encode()))
+        elif function == "diagnose":
+            p.diagnose(body["key"], owner=owner)
+            q.calls.append(("notify", json.dumps({"key": body["key"].replace("crash.log", "report.json")}).encode()))
+        elif function == "notify":
+            p.notify(body["key"])
+
+
+def test_diagnose_that_never_finishes_ends_in_a_failure_report_that_is_told(tmp_path, wall):
+    from crashdiag.pipeline.reconcile import Reconciler
+
+    q = Queue()
+    p = make(tmp_path, wall, invoker=q, outbox_dir=str(tmp_path / "outbox"))
+    p.ingest(json.dumps(event()))
+    p.collect(dict(REF), owner="req-c")
+    q.calls.clear()
+    rec = Reconciler(p, workers=2)
+    # every diagnose dies (out of memory on a hostile log): FC's try and two retries claim and die
+    for n in range(p.settings.stage_max_attempts):
+        p.claim(PREFIX, "diagnose", f"req-d{n}", p.settings.diagnose_lease_seconds, p.settings.stage_max_attempts)
+        wall.t += p.settings.diagnose_lease_seconds + 1
+    wall.t += p.settings.ingest_deadline
+    summary = rec.run()
+    assert summary["actions"] == {"failed (diagnose)": 1}
+    report = json.loads(p.store.get(f"{PREFIX}report.json"))
+    assert report["failure"]["reason"].startswith("diagnosis did not finish after 4 attempts")
+    assert p.store.exists(f"{PREFIX}crash.log")  # the log is kept for a human
+    p.notify(f"{PREFIX}report.json")  # the report.json trigger
+    assert "notified" in p.states(PREFIX) and not p.store.exists(open_key(PREFIX))
+    sent = sorted(x.name.split(".")[-1] for x in (tmp_path / "outbox").iterdir())
+    assert sent == ["eml", "json"]  # told once per channel
+
+
+def test_stale_collect_claim_with_no_retry_left_is_restarted_by_the_reconciler(tmp_path, wall):
+    from crashdiag.pipeline.reconcile import Reconciler
+
+    q = Queue()
+    p = make(tmp_path, wall, invoker=q, outbox_dir=str(tmp_path / "outbox"))
+    p.ingest(json.dumps(event()))
+    q.calls.clear()  # collect ran, claimed, died; FC's retries all found the live lease and failed
+    p.claim(PREFIX, "collect", "req-dead", p.settings.collect_lease_seconds, p.settings.stage_max_attempts)
+    rec = Reconciler(p, workers=2)
+    wall.t += p.settings.ingest_deadline + 1
+    assert rec.run()["actions"] == {"collect running": 1}  # the lease is live: come back when it ends
+    assert not q.calls
+    wall.t += p.settings.collect_lease_seconds
+    assert rec.run()["actions"] == {"restarted collect": 1}
+    run_queue(p, q)
+    assert json.loads(p.store.get(f"{PREFIX}report.json"))["diagnosis"]["kind"] == "null_deref"
+    assert p.states(PREFIX)[-1] == "notified" and not p.store.exists(open_key(PREFIX))
+    assert rec.run() == {"open": 0, "due": 0, "actions": {}}
+
+
+def test_claim_before_invoke_refused_for_good_is_started_by_the_reconciler(tmp_path, wall):
+    from crashdiag.pipeline.reconcile import Reconciler
+
+    q = Queue(refuse=1)
+    p = make(tmp_path, wall, invoker=q, outbox_dir=str(tmp_path / "outbox"))
+    with pytest.raises(InvokeError):
+        p.ingest(json.dumps(event()))  # and EventBridge's redeliveries never came
+    wall.t += p.settings.ingest_deadline + 1
+    assert Reconciler(p, workers=2).run()["actions"] == {"started collect": 1}
+    run_queue(p, q)
+    assert p.states(PREFIX)[-1] == "notified"

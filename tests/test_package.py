@@ -98,7 +98,7 @@ def code_zips(tmp_path_factory) -> Path:
 
 
 def test_one_zip_per_function(code_zips):
-    assert FUNCTIONS == ["collect", "diagnose", "fleet", "notify", "notify_flush", "on_ecs_event"]
+    assert FUNCTIONS == ["collect", "diagnose", "fleet", "notify", "notify_flush", "on_ecs_event", "reconcile"]
     assert sorted(p.name for p in code_zips.glob("*.zip")) == sorted(package.zip_name(f) for f in FUNCTIONS)
 
 

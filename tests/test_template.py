@@ -411,13 +411,22 @@ def test_the_incidents_bucket_outlives_the_stack():
     assert RESOURCES["Bucket"].get("DeletionPolicy") == "Retain"
 
 
-def test_fc_invoke_is_scoped_to_collect():
+def test_fc_invoke_is_scoped_to_the_stages_that_are_started_or_restarted():
     role = role_of("on_ecs_event")
+    assert role == role_of("reconcile")  # one service: ingest starts collect, reconcile restarts stages
     collect_service = text(props(service_of("collect"))["ServiceName"])
+    stage_service = text(props(service_of("diagnose"))["ServiceName"])
+    assert stage_service == text(props(service_of("notify"))["ServiceName"])
     assert actions(role, "fc") == {"fc:InvokeFunction"}
-    for res in resources_for(role, "fc:InvokeFunction"):
-        prefix = "acs:fc:${ALIYUN::Region}:${ALIYUN::TenantId}:services/" + collect_service
-        assert res in (prefix + "/functions/collect", prefix + ".*/functions/collect"), res
+    allowed = set()
+    for service, fn in ((collect_service, "collect"), (stage_service, "diagnose"), (stage_service, "notify")):
+        prefix = "acs:fc:${ALIYUN::Region}:${ALIYUN::TenantId}:services/" + service
+        allowed |= {prefix + "/functions/" + fn, prefix + ".*/functions/" + fn}
+    assert set(resources_for(role, "fc:InvokeFunction")) == allowed
+    env = FUNCTIONS["reconcile"]["EnvironmentVariables"]
+    assert text(env["CRASHDIAG_FC_SERVICE"]) == collect_service and text(env["CRASHDIAG_FC_STAGE_SERVICE"]) == stage_service
+    assert (env["CRASHDIAG_COLLECT_FUNCTION"], env["CRASHDIAG_DIAGNOSE_FUNCTION"], env["CRASHDIAG_NOTIFY_FUNCTION"]) == (
+        "collect", "diagnose", "notify")
     assert not actions(role_of("collect"), "fc")  # collect starts nothing
     for r in service_roles():
         assert set(actions(r)) - ecs_actions_in_code() - oss_actions_in_code() <= {
@@ -567,6 +576,20 @@ def test_pipeline_still_writes_the_trigger_keys():
     source = (SHARED / "pipeline" / "stages.py").read_text(encoding="utf-8")
     assert re.search(r"_put\(f\"\{prefix\}crash\.log\"", source), "collect no longer writes <prefix>crash.log"
     assert '"incidents/' in source
+
+
+def test_reconcile_runs_on_a_timer_and_its_leases_outlast_the_stages():
+    timers = [t for t in (r["Properties"] for r in of_type("ALIYUN::FC::Trigger").values())
+              if t["TriggerType"] == "timer" and t["FunctionName"] == "reconcile"]
+    assert len(timers) == 1 and timers[0]["TriggerConfig"]["CronExpression"] == "@every 5m"
+    env = FUNCTIONS["reconcile"]["EnvironmentVariables"]
+    # a lease shorter than its function's Timeout would let a live invocation be taken over
+    assert int(env["COLLECT_LEASE_SECONDS"]) > FUNCTIONS["collect"]["Timeout"]
+    assert int(env["DIAGNOSE_LEASE_SECONDS"]) > FUNCTIONS["diagnose"]["Timeout"]
+    from crashdiag.settings import Settings
+
+    s = Settings()
+    assert s.collect_lease_seconds == int(env["COLLECT_LEASE_SECONDS"]) and s.diagnose_lease_seconds == int(env["DIAGNOSE_LEASE_SECONDS"])
 
 
 def test_fleet_rebuilds_on_a_timer_and_sends_one_daily_digest():

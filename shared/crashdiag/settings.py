@@ -25,6 +25,7 @@ ENV: dict[str, tuple[str, type]] = {
     "ECS_ENDPOINT": ("ecs_endpoint", str),
     "CRASHDIAG_FC_ENDPOINT": ("fc_endpoint", str),
     "CRASHDIAG_FC_SERVICE": ("fc_service", str),
+    "CRASHDIAG_FC_STAGE_SERVICE": ("fc_stage_service", str),
     "CRASHDIAG_COLLECT_FUNCTION": ("fc_collect_function", str),
     "COLLECT_WAIT_SECONDS": ("collect_wait_seconds", int),
     "COLLECT_COMMAND_TIMEOUT": ("collect_command_timeout", int),
@@ -97,6 +98,7 @@ class Settings:
     # Function Compute async invocation of the collect stage; unset = run it in-process.
     fc_endpoint: str = ""  # https://<account>.<region>-internal.fc.aliyuncs.com
     fc_service: str = "ecs-crashdiag-collect"  # collect has its own service (template.yml)
+    fc_stage_service: str = "ecs-crashdiag"  # diagnose and notify, which the reconciler restarts
     fc_collect_function: str = "collect"
     collect_wait_seconds: int = 600  # how long to wait for Running + Cloud Assistant online
     collect_command_timeout: int = 120  # RunCommand Timeout

@@ -36,9 +36,11 @@ class Fc2Invoker:
     it is rebuilt (cheaply: no new import) when the instance has been handed newer ones."""
 
     def __init__(self, endpoint: str, service: str, credentials: CredentialSource | Credentials,
-                 timeout: int = FC2_TIMEOUT, client: object | None = None) -> None:
+                 timeout: int = FC2_TIMEOUT, client: object | None = None,
+                 services: dict[str, str] | None = None) -> None:
         self.endpoint = endpoint
         self.service = service
+        self.services: dict[str, str] = dict(services or {})  # a function in another service than ``service``
         self._credentials = as_source(credentials)
         self.timeout = timeout
         self._client = client
@@ -65,7 +67,7 @@ class Fc2Invoker:
 
     def invoke_async(self, function: str, payload: bytes) -> None:
         try:
-            self.client.invoke_function(self.service, function, payload=payload, headers={"x-fc-invocation-type": "Async"})
+            self.client.invoke_function(self.services.get(function, self.service), function, payload=payload, headers={"x-fc-invocation-type": "Async"})
         except Exception as exc:  # fc2 raises FcError, requests errors, or JSONDecodeError on a non-JSON error body
             code = getattr(exc, "status_code", None) or type(exc).__name__
             raise InvokeError(f"async invocation of {function} failed ({code})") from None

@@ -97,7 +97,8 @@ def build_invoker(settings: Settings, credentials: CredentialSource | Credential
 
     if credentials is None:
         credentials = Credentials(settings.access_key_id, settings.access_key_secret, settings.security_token)
-    return Fc2Invoker(settings.fc_endpoint, settings.fc_service, as_source(credentials))
+    stages = {settings.fc_diagnose_function: settings.fc_stage_service, settings.fc_notify_function: settings.fc_stage_service}
+    return Fc2Invoker(settings.fc_endpoint, settings.fc_service, as_source(credentials), services=stages)
 
 
 def build_notifier(settings: Settings, store, *, outbox_dir: str | None = None):
@@ -121,7 +122,7 @@ def pipeline_for(stage: str, settings: Settings | None = None, credentials: Any 
     source = refresh_credentials(credentials, settings)
     if stage not in _cache:
         ecs = build_ecs(s, source) if stage == "collect" else None
-        invoker = build_invoker(s, source) if stage == "ingest" else None
+        invoker = build_invoker(s, source) if stage in ("ingest", "reconcile") else None
         store = build_store(s, source)
         notifier = build_notifier(s, store) if stage == "notify" else None
         _cache[stage] = Pipeline(store, ecs, invoker, s, notifier=notifier)

@@ -1,0 +1,16 @@
+"""Function Compute handler: timer (every 5 minutes): drive on incidents that stopped
+short of a report and a notice (crashdiag.pipeline.reconcile)."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from crashdiag.pipeline.reconcile import Reconciler
+from crashdiag.pipeline.runtime import pipeline_for
+
+logging.getLogger().setLevel(logging.INFO)
+
+
+def handler(event, context):
+    return json.dumps(Reconciler(pipeline_for("reconcile")).run())
