@@ -162,7 +162,7 @@ class Settings:
     reconcile_max_kicks: int = 4  # the reconciler restarts one stage at most this often
     fc_diagnose_function: str = "diagnose"
     fc_notify_function: str = "notify"
-    oss_timeout: float = 10.0  # per OSS request (oss2: connect and each read)
+    oss_timeout: float = 5.0  # per OSS request (oss2: connect, and each read); internal endpoint, same region
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:

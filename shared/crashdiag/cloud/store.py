@@ -55,9 +55,22 @@ def check_key(key: str) -> str:
     return key
 
 
+RETRY_ATTEMPTS = 5
+RETRY_MULTIPLIER = 0.2  # seconds; the n-th wait is at most min(RETRY_MAX_WAIT, RETRY_MULTIPLIER * 2**(n-1))
+RETRY_MAX_WAIT = 3.0
+
+
+def worst_case_seconds(request_timeout: float) -> float:
+    """The longest one retried store call can take (docs/PIPELINE.md, time budgets): every
+    try times out connecting and again reading (the client's timeout bounds each), plus
+    the longest waits between tries."""
+    waits = sum(min(RETRY_MAX_WAIT, RETRY_MULTIPLIER * 2 ** (n - 1)) for n in range(1, RETRY_ATTEMPTS))
+    return RETRY_ATTEMPTS * 2 * request_timeout + waits
+
+
 def retry_transient(fn: Callable[[], T], sleep: Callable[[float], None] = time.sleep) -> T:
     """Call a store operation, retrying transient failures (5xx, timeouts, resets) with
-    backoff and jitter, five attempts in all; other errors pass straight through."""
+    backoff and jitter, RETRY_ATTEMPTS in all; other errors pass straight through."""
     from tenacity import (
         Retrying,
         retry_if_exception_type,
@@ -67,8 +80,8 @@ def retry_transient(fn: Callable[[], T], sleep: Callable[[float], None] = time.s
 
     for attempt in Retrying(
         retry=retry_if_exception_type(StoreUnavailable),
-        wait=wait_random_exponential(multiplier=0.2, max=3),
-        stop=stop_after_attempt(5),
+        wait=wait_random_exponential(multiplier=RETRY_MULTIPLIER, max=RETRY_MAX_WAIT),
+        stop=stop_after_attempt(RETRY_ATTEMPTS),
         sleep=sleep,
         reraise=True,
     ):
