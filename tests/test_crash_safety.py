@@ -238,3 +238,74 @@ def test_claim_before_invoke_refused_for_good_is_started_by_the_reconciler(tmp_p
     assert Reconciler(p, workers=2).run()["actions"] == {"started collect": 1}
     run_queue(p, q)
     assert p.states(PREFIX)[-1] == "notified"
+
+
+class Counting(LocalStore):
+    """A LocalStore that counts requests by kind and prefix, like OSS's access log would."""
+
+    def __init__(self, root) -> None:
+        super().__init__(root)
+        from collections import Counter
+
+        self.calls: Counter = Counter()
+
+    def list(self, prefix):
+        self.calls["list " + prefix.split("/")[0] + ("/pending" if prefix.startswith("notify/pending") else "")] += 1
+        return super().list(prefix)
+
+    def get(self, key):
+        self.calls["get"] += 1
+        return super().get(key)
+
+    def put(self, key, data, **kw):
+        self.calls["put"] += 1
+        return super().put(key, data, **kw)
+
+
+def owed_notices(tmp_path: Path, wall: Wall, n: int, **settings):
+    from crashdiag.notify import build_notifier
+
+    store = Counting(tmp_path / "store")
+    s = Settings(lang="en", notify_burst=0, outbox_dir=str(tmp_path / "outbox"), **settings)  # a storm: all held for the flush
+    notifier = build_notifier(s, store, outbox_dir=s.outbox_dir, now=wall, sleep=wall.sleep)
+    for i in range(n):
+        prefix = f"incidents/cn-hangzhou/i-flush{i:08d}/e-flush{i:08d}/"
+        report = {"diagnosis": {"kind": "null_deref", "title": "NULL pointer dereference", "fingerprint": f"fp{i % 7}"},
+                  "incident": {"instance_id": f"i-flush{i:08d}", "region": "cn-hangzhou"}}
+        store.put(f"{prefix}report.json", json.dumps(report).encode())
+        notifier.notify_report(f"{prefix}report.json")
+    return store, notifier
+
+
+def test_flush_at_scale_lists_the_outbox_once_and_tells_every_owed_notice(tmp_path, wall):
+    n = 600
+    store, notifier = owed_notices(tmp_path, wall, n)
+    store.calls.clear()
+    wall.t += 61
+    summaries = notifier.flush()
+    assert len(summaries) == n and all(s["complete"] and s["told"] for s in summaries)
+    assert store.calls["list notify/pending"] == 1  # one listing, not one per day and channel
+    per_notice = (store.calls["get"] + store.calls["put"] + store.calls["list incidents"]) / n
+    assert per_notice < 20, store.calls
+    assert sorted(p.suffix for p in (tmp_path / "outbox").iterdir()) == [".eml", ".json"]  # one digest per channel
+    store.calls.clear()
+    assert notifier.flush() == [] and store.calls["list notify/pending"] == 1 and store.calls["get"] == 0  # nothing owed now
+    assert store.list("notify/pending/") == []  # settled pointers are dropped
+
+
+def test_flush_at_scale_a_notice_owed_for_days_gets_a_last_attempt_then_a_record(tmp_path, wall):
+    from crashdiag.notify.notifier import OUTBOX_DAYS
+
+    # a robot nobody answers (connection refused): every attempt fails, none counts against the
+    # (huge) attempt budget in time
+    store, notifier = owed_notices(tmp_path, wall, 3, notify_max_attempts=1000, notify_timeout=1.0,
+                                   dingtalk_webhook="http://127.0.0.1:9/robot/send?access_token=nobody")
+    wall.t += OUTBOX_DAYS * 86400 + 1
+    summaries = notifier.flush()
+    assert len(summaries) == 3
+    for s in summaries:
+        robot, mail = s["channels"]["dingtalk"], s["channels"]["email"]
+        assert robot["status"] == "gave_up" and robot["done"]["detail"].startswith("expired: still unsent after 2 days")
+        assert robot["attempts"][-1]["outcome"] == "failed"  # the last attempt is on the record
+        assert mail["status"] == "sent"
+        assert s["complete"] and s["told"]

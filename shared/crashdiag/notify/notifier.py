@@ -28,7 +28,8 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, Protocol
 
@@ -44,8 +45,9 @@ log = logging.getLogger("crashdiag.notify")
 THROTTLE_SECONDS = 600  # DingTalk: over 20 a minute, then 10 minutes of silence (130101; 410100 is not said to differ)
 GAVE_UP = "gave_up"
 TERMINAL = (SENT, REJECTED, GAVE_UP)
-OUTBOX_DAYS = 2  # the flush looks at pointers of today and yesterday
-DAILY_DAYS = 8  # and at daily digests queued within a week (their links live at most 7 days)
+OUTBOX_DAYS = 2  # a notice still owed after this long gets one last attempt, then is given up, on the record
+DAILY_DAYS = 8  # the flush looks at daily digests queued within a week (their links live at most 7 days)
+FLUSH_WORKERS = 32  # parallel store requests in a flush: 5,000 owed notices fit notify_flush's Timeout
 
 
 class Channel(Protocol):
@@ -229,8 +231,8 @@ class Notifier:
                 out = self._hold(ch, self.now(), holder) or ch.deliver(msg, shorten=True)
                 if out.status == TOO_LONG:
                     out = Outcome(REJECTED, f"{out.detail}, even shortened", out.code)
-        for _, v, led in members:
-            self._after(led, ch, v.next, out, v.failures, via=via)
+        self._parallel(lambda m: self._after(m[2], ch, m[1].next, out, m[1].failures, via=via), members)
+        self._expire(members, now, out)
         if digest_ref:
             self.store.put(f"notify/digests/{digest_ref}.{ch.name}.json",
                            {"channel": ch.name, "at": now, "members": [n["prefix"] for n, _, _ in members], **out.to_json()})
@@ -321,9 +323,18 @@ class Notifier:
 
     # -- the timer: what is still owed ---------------------------------------------------------
 
+    def _parallel(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> list[Any]:
+        """Store-bound work over many notices at once; results in order."""
+        items = list(items)
+        if len(items) < 4:
+            return [fn(x) for x in items]
+        with ThreadPoolExecutor(min(FLUSH_WORKERS, len(items))) as pool:
+            return list(pool.map(fn, items))
+
     def flush(self) -> list[dict[str, Any]]:
         """Send what the outbox still owes, one message per channel; returns the summaries of
-        the incidents it touched."""
+        the incidents it touched. Scales with what is owed: one listing of the outbox, then
+        each notice's ledger read, claimed and recorded in parallel."""
         now = self.now()
         notices = self._pending_notices(now)
         holder = uuid.uuid4().hex[:12]
@@ -333,12 +344,16 @@ class Notifier:
                 continue
             fresh: list[tuple[dict, View, Ledger]] = []
             repeats: list[tuple[dict, View, Ledger]] = []
-            for notice in notices:
+
+            def look(notice: dict[str, Any], ch: Channel = ch) -> tuple[dict, View, Ledger, bool]:
                 led = Ledger(self.store, notice["prefix"], ch.name)
                 v = led.view()
+                return notice, v, led, (not v.done and self._open(led, v, now))
+
+            for notice, v, led, owed in self._parallel(look, notices):
                 if v.done:
                     continue
-                if not self._open(led, v, now):
+                if not owed:
                     touched[notice["id"]] = notice
                     continue
                 if notice["mode"] == "direct" and not v.attempted and now - float(notice["created_at"]) < self.settings.notify_lease_seconds:
@@ -346,11 +361,11 @@ class Notifier:
                 (repeats if notice["mode"] == "repeat" else fresh).append((notice, v, led))
             due = bool(repeats) and (bool(fresh) or now - min(float(n["created_at"]) for n, _, _ in repeats) >= self.settings.notify_followup_interval)
             batch = fresh + (repeats if due else [])
-            claimed = []
             ref = self._digest_ref(now, [n["id"] for n, _, _ in batch]) if batch else ""
-            for notice, v, led in batch:
-                if led.claim(v.next, holder=holder, now=now, lease=self.settings.notify_lease_seconds, via=ref):
-                    claimed.append((notice, v, led))
+            took = self._parallel(
+                lambda nvl, ref=ref: nvl[2].claim(nvl[1].next, holder=holder, now=now, lease=self.settings.notify_lease_seconds, via=ref),
+                batch)
+            claimed = [nvl for nvl, ok in zip(batch, took, strict=True) if ok]
             if not claimed:
                 continue
             for notice, _, _ in claimed:
@@ -369,7 +384,19 @@ class Notifier:
                 out = self._send_chunk(ch, members, build, via=ref, holder=holder, digest_ref=part_ref, reports=reports)
                 log.info("flush %s: %d incident(s) in message %d of %d: %s", ch.name, len(members), k, len(chunks), out.status)
         self.flush_daily()
-        return [self.summarise(n) for n in touched.values()]
+        return self._parallel(self.summarise, touched.values())
+
+    def _expire(self, claimed: list[tuple[dict, View, Ledger]], now: float, out: Outcome) -> None:
+        """A notice owed for OUTBOX_DAYS has had its last attempt (this one): unless it went
+        out, its channel gives up, on the record, instead of waiting on for ever."""
+        if out.status in (SENT, REJECTED):
+            return
+        limit = OUTBOX_DAYS * 86400
+        for notice, v, led in claimed:
+            if now - float(notice.get("created_at", now)) >= limit:
+                log.error("%s: %s still unsent after %d days: giving up", led.base, notice["id"], OUTBOX_DAYS)
+                led.finish(GAVE_UP, now=now, attempt=v.next,
+                           detail=f"expired: still unsent after {OUTBOX_DAYS} days ({out.status}: {out.detail})")
 
     # -- the daily digest (queued by notify/digest.py) -------------------------------------------
 
@@ -429,30 +456,46 @@ class Notifier:
         return {"status": status, "parts": parts}
 
     def _pending_notices(self, now: float) -> list[dict[str, Any]]:
-        days = sorted({_day(now - k * 86400) for k in range(OUTBOX_DAYS)})
+        """Every notice still owed: one listing of ``notify/pending/`` (a pointer is deleted
+        once its notice is settled, so this grows with what is owed, whatever its age)."""
+        pointers = self.store.list("notify/pending/")
+        days = sorted({k.split("/")[2] for k in pointers if k.count("/") == 3})
+        settled = {f"{day}/{k.rsplit('/', 1)[1]}" for day in days for k in self.store.list(f"notify/settled/{day}/")}
+        live = []
+        for key in pointers:
+            if "/".join(key.split("/")[2:4]) in settled:
+                self._drop_pointer(key)  # settled before pointers were dropped: tidy up
+            else:
+                live.append(key)
+
+        def load(key: str) -> dict[str, Any] | None:
+            ptr = self.store.get_json(key, immutable=True) or {}
+            prefix = str(ptr.get("prefix") or "")
+            if not prefix:
+                return None
+            notice = self.store.get_json(f"{prefix}notify/notice.json", immutable=True)
+            if notice is None:
+                # the trigger stopped between the pointer and the notice: finish its work
+                try:
+                    report_key = f"{report_prefix(prefix + 'report.json')}report.json"
+                    report = self.store.get_json(report_key)
+                    notice = self._notice(prefix, report_key, report) if report else None
+                except ValueError:
+                    notice = None
+            return notice
+
         out, seen = [], set()
-        for day in days:
-            settled = {k.rsplit("/", 1)[1] for k in self.store.list(f"notify/settled/{day}/")}
-            for key in self.store.list(f"notify/pending/{day}/"):
-                if key.rsplit("/", 1)[1] in settled:
-                    continue
-                ptr = self.store.get_json(key, immutable=True) or {}
-                prefix = str(ptr.get("prefix") or "")
-                if not prefix or prefix in seen:
-                    continue
-                seen.add(prefix)
-                notice = self.store.get_json(f"{prefix}notify/notice.json", immutable=True)
-                if notice is None:
-                    # the trigger stopped between the pointer and the notice: finish its work
-                    try:
-                        report_key = f"{report_prefix(prefix + 'report.json')}report.json"
-                        report = self.store.get_json(report_key)
-                        notice = self._notice(prefix, report_key, report) if report else None
-                    except ValueError:
-                        notice = None
-                if notice is not None:
-                    out.append(notice)
+        for notice in self._parallel(load, live):
+            if notice is not None and notice["prefix"] not in seen:
+                seen.add(notice["prefix"])
+                out.append(notice)
         return sorted(out, key=lambda n: (float(n.get("created_at", 0)), n["id"]))
+
+    def _drop_pointer(self, key: str) -> None:
+        try:
+            self.store._retrying(lambda: self.store.raw.delete(key))
+        except Exception as exc:  # noqa: BLE001 - a pointer left behind costs one more look, nothing else
+            log.warning("could not drop %s: %s", key, type(exc).__name__)
 
     @staticmethod
     def _digest_ref(now: float, ids: list[str]) -> str:
@@ -529,4 +572,5 @@ class Notifier:
         self.store.put(f"{notice['prefix']}notify.json", doc)
         if doc["complete"]:  # the flush no longer needs to look at it
             self.store.put(f"notify/settled/{notice['day']}/{notice['id']}.json", {"at": now, "told": doc["told"]}, if_absent=True)
+            self._drop_pointer(f"notify/pending/{notice['day']}/{notice['id']}.json")
         return doc
