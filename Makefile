@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: replay test test-tools lint bench storm screenshots package corpus-regen clean
+.PHONY: replay test test-tools lint bench storm chaos screenshots package corpus-regen clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,13 @@ bench: $(STAMP)
 # pipeline against the local stand-ins; fails unless every event is accounted for once.
 storm: $(STAMP)
 	$(PY) bench/storm.py
+	$(PY) bench/storm.py --deaths 0.05
+
+# Kill the pipeline before and after every store write and external call of every stage
+# (and lose the reply of every conditional create), let the platform retry, and check that
+# each incident still ends with one report and one message per channel (docs/PIPELINE.md).
+chaos: $(STAMP)
+	$(PY) bench/chaos.py
 
 # Function Compute code packages: dist/<function>.zip (one per function, index.py at the
 # root; see tools/package.py). Needs PyPI; upload them where template.yml's CodeBucket and
