@@ -60,6 +60,8 @@ class StormResult:
     emails: int = 0
     incidents_told: int = 0
     flushes: int = 0
+    deaths: int = 0
+    dropped_deliveries: int = 0
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -76,7 +78,7 @@ class StormResult:
             ("incidents told (both channels)", self.incidents_told),
             ("robot messages (max in one minute)", f"{self.robot_messages} ({self.robot_max_per_minute})"),
             ("robot throttled (130101)", self.robot_throttled), ("emails", self.emails),
-            ("outbox flushes", self.flushes),
+            ("outbox flushes", self.flushes), ("invocations that died", self.deaths),
             ("wall time", f"{self.wall_s:.1f} s"), ("events per second", f"{self.events_in / max(self.wall_s, 1e-9):.1f}"),
         ]
         out = ["| measure | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows]
@@ -163,10 +165,127 @@ class Wall:
         self.offset += seconds
 
 
-def run_storm(n_events: int = 500, n_instances: int = 300, workers: int = 8, store=None) -> StormResult:
-    """Run a storm against fresh stand-ins (or an injected store) and check the outcome."""
+class Killed(BaseException):
+    """An invocation dies here (timeout, out of memory): nothing in the pipeline catches it."""
+
+
+class DyingStore:
+    """The store, with ``rate`` of the invocations dying at one of their writes (before or
+    after it, at random). Which invocation is running is kept per thread."""
+
+    def __init__(self, inner, rate: float, seed: int = 11) -> None:
+        import threading
+
+        self.inner, self.rate = inner, rate
+        self.rnd = random.Random(seed)
+        self.local = threading.local()
+        self.lock = threading.Lock()
+        self.deaths = 0
+
+    def begin(self) -> None:
+        """A new invocation starts on this thread: is it one that dies, and where?"""
+        with self.lock:
+            doomed = self.rnd.random() < self.rate
+            self.local.countdown = self.rnd.randint(0, 12) if doomed else -1
+            self.local.after = self.rnd.random() < 0.5
+
+    def _maybe_die(self, when: str) -> None:
+        if getattr(self.local, "countdown", -1) == 0 and (when == "after") == self.local.after:
+            self.local.countdown = -1
+            with self.lock:
+                self.deaths += 1
+            raise Killed()
+
+    def _step(self) -> None:
+        if getattr(self.local, "countdown", -1) > 0:
+            self.local.countdown -= 1
+
+    def put(self, key, data, **kw):
+        self._maybe_die("before")
+        self.inner.put(key, data, **kw)
+        self._maybe_die("after")
+        self._step()
+
+    def delete(self, key):
+        self._maybe_die("before")
+        self.inner.delete(key)
+        self._maybe_die("after")
+        self._step()
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+class FunctionCompute:
+    """What the platform does with invocations: FC runs an async invocation and retries it
+    (MaxAsyncRetryAttempts 2) when it fails or dies; EventBridge redelivers a failed event
+    (3 tries); OSS triggers fire on crash.log and report.json. Every invocation may die
+    (``DyingStore``)."""
+
+    RETRIES, EB_TRIES = 2, 3
+
+    def __init__(self, pipeline, store, res) -> None:
+        self.p, self.store, self.res = pipeline, store, res
+        self.ids = __import__("itertools").count(1)
+
+    def _run(self, fn) -> tuple[bool, object]:
+        if isinstance(self.store, DyingStore):
+            self.store.begin()
+        try:
+            return True, fn()
+        except Killed:
+            return False, None
+        except Exception:  # noqa: BLE001 - a failed invocation: the platform retries it
+            return False, None
+        finally:
+            if isinstance(self.store, DyingStore):
+                self.store.local.countdown = -1
+
+    def eventbridge(self, raw: bytes):
+        rid = f"eb-{next(self.ids)}"
+        for _ in range(self.EB_TRIES):
+            ok, summary = self._run(lambda: self.p.ingest(raw, owner=rid))
+            if ok:
+                return summary
+        self.res.dropped_deliveries += 1
+        return None
+
+    def invoke_async(self, function: str, payload: bytes) -> None:
+        from crashdiag.pipeline.events import keys_of_trigger
+
+        rid = f"fc-{next(self.ids)}"
+        if function == "collect":
+            ref = json.loads(payload)
+            prefix = f"incidents/{ref['region']}/{ref['instance_id']}/{ref['incident_id']}/"
+            self._async(lambda: self.p.collect(ref, owner=rid))
+            if self.store.exists(f"{prefix}crash.log"):
+                self.invoke_async("diagnose", json.dumps({"key": f"{prefix}crash.log"}).encode())
+            elif self.store.exists(f"{prefix}report.json"):
+                self.invoke_async("notify", json.dumps({"key": f"{prefix}report.json"}).encode())
+        elif function == "diagnose":
+            (key,) = keys_of_trigger(payload)
+            self._async(lambda: self.p.diagnose(key, owner=rid))
+            if self.store.exists(key.replace("crash.log", "report.json")):  # the OSS trigger on report.json
+                self.invoke_async("notify", json.dumps({"key": key.replace("crash.log", "report.json")}).encode())
+        else:
+            (key,) = keys_of_trigger(payload)
+            self._async(lambda: self.p.notify(key))
+
+    def _async(self, fn) -> None:
+        for _ in range(1 + self.RETRIES):
+            if self._run(fn)[0]:
+                return
+
+    def timer(self, name: str, fn):
+        ok, out = self._run(fn)
+        return out if ok else True  # a timer that died may still owe something: go round again
+
+
+def run_storm(n_events: int = 500, n_instances: int = 300, workers: int = 8, store=None, deaths: float = 0.0,
+              seed: int = 11) -> StormResult:
+    """Run a storm against fresh stand-ins (or an injected store) and check the outcome;
+    ``deaths``: the share of invocations that die at a random write."""
     from crashdiag.cloud.ecs_sdk import SdkEcsApi
-    from crashdiag.cloud.invoke import InlineInvoker
     from crashdiag.pipeline.stages import Pipeline
     from crashdiag.settings import Settings
     from standins.ecs import STANDIN_KEY_ID, STANDIN_SECRET, EcsStandIn
@@ -202,30 +321,33 @@ def run_storm(n_events: int = 500, n_instances: int = 300, workers: int = 8, sto
                                 mail_to="oncall@example.com")
             direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
             notifier = build_notifier(settings, store, now=wall, sleep=wall.sleep, opener=direct)
-            pipeline = Pipeline(store, ecs, None, settings, notifier=notifier)
-
-            def collect_then_diagnose(payload: bytes) -> None:
-                ref = json.loads(payload)
-                pipeline.collect(ref)
-                key = f"incidents/{ref['region']}/{ref['instance_id']}/{ref['incident_id']}/crash.log"
-                if store.exists(key):
-                    pipeline.diagnose(key)
-                report = key.replace("crash.log", "report.json")
-                if store.exists(report):  # the OSS trigger on report.json
-                    pipeline.notify(report)
-
-            pipeline.invoker = InlineInvoker({settings.fc_collect_function: collect_then_diagnose})
+            if deaths:
+                store = DyingStore(store, deaths, seed=seed)
+                notifier = build_notifier(settings, store, now=wall, sleep=wall.sleep, opener=direct)
+            pipeline = Pipeline(store, ecs, None, settings, notifier=notifier, wall=wall)
+            fc = FunctionCompute(pipeline, store, res)
+            pipeline.invoker = fc
             t0 = time.perf_counter()
             with ThreadPoolExecutor(workers) as pool:
-                summaries = list(pool.map(pipeline.ingest, events))
-            # The notify_flush timer, once a minute, until the outbox owes nothing.
-            for _ in range(30):
+                summaries = [s for s in pool.map(lambda raw: fc.eventbridge(raw), events) if s is not None]
+            # The notify_flush timer, once a minute, until the outbox owes nothing; the
+            # reconcile timer every five, until no incident is left open.
+            from crashdiag.pipeline.reconcile import Reconciler
+
+            reconciler = Reconciler(pipeline)
+            for tick in range(1, 400):
                 wall.sleep(61)
                 res.flushes += 1
-                if not pipeline.flush_notifications():
+                flushed = fc.timer("flush", pipeline.flush_notifications)
+                if tick % 5 == 0:
+                    fc.timer("reconcile", reconciler.run)
+                if not flushed and not store.list("open/") and (not deaths or tick >= 5):
                     break
             res.wall_s = time.perf_counter() - t0
-            _account(res, summaries, store, events)
+            if isinstance(store, DyingStore):
+                res.deaths = store.deaths
+                store = store.inner
+            _account(res, summaries, store, events, deaths=bool(deaths))
             _account_notifications(res, robot, smtp, store)
     finally:
         if oss is not None:
@@ -233,7 +355,7 @@ def run_storm(n_events: int = 500, n_instances: int = 300, workers: int = 8, sto
     return res
 
 
-def _account(res: StormResult, summaries, store, events) -> None:
+def _account(res: StormResult, summaries, store, events, deaths: bool = False) -> None:
     from crashdiag.pipeline.events import Accepted, parse_events
 
     valid_ids = set()
@@ -244,6 +366,9 @@ def _account(res: StormResult, summaries, store, events) -> None:
                 valid_ids.add(o.event.prefix)
     res.distinct_incidents = len(valid_ids)
     created = [p for s in summaries for p in s.accepted]
+    if deaths:  # an ingest that died after its claim is finished by a redelivery ("resumed") or the reconciler
+        created = sorted(set(created) | {p for s in summaries for p in s.resumed}
+                         | {k.rsplit("/", 1)[0] + "/" for k in store.list("incidents/") if k.endswith("/event.json")})
     res.incidents_created = len(created)
     res.duplicates_suppressed = sum(len(s.duplicates) for s in summaries)
     res.skipped = sum(len(s.skipped) for s in summaries)
@@ -253,8 +378,13 @@ def _account(res: StormResult, summaries, store, events) -> None:
         res.problems.append("an incident was created twice")
     if set(created) != valid_ids:
         res.problems.append(f"{len(valid_ids - set(created))} valid incidents were never created")
-    if res.incidents_created + res.duplicates_suppressed != res.valid_events:
+    if not deaths and res.incidents_created + res.duplicates_suppressed != res.valid_events:
         res.problems.append("valid events do not add up to incidents + duplicates")
+    for prefix in sorted(valid_ids):
+        if not store.exists(f"{prefix}state/40-notified.json"):
+            res.problems.append(f"{prefix} never reached notified")
+    if store.list("open/"):
+        res.problems.append(f"{len(store.list('open/'))} incidents left open")
     if res.rejected_recorded != res.rejected:
         res.problems.append("a malformed event was not recorded")
     for prefix in sorted(valid_ids):
@@ -301,12 +431,13 @@ def main() -> int:
     ap.add_argument("--events", type=int, default=500)
     ap.add_argument("--instances", type=int, default=300)
     ap.add_argument("--workers", type=int, default=8)
+    ap.add_argument("--deaths", type=float, default=0.0, help="share of invocations that die at a random write (0.05: 5%%)")
     a = ap.parse_args()
     import logging
 
     logging.getLogger("crashdiag").setLevel(logging.ERROR)  # the table counts rejections
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # the stand-ins' access logs
-    res = run_storm(a.events, a.instances, a.workers)
+    res = run_storm(a.events, a.instances, a.workers, deaths=a.deaths)
     print(res.table())
     return 0 if res.ok else 1
 
