@@ -7,10 +7,11 @@ import json
 import logging
 
 from crashdiag.pipeline.reconcile import Reconciler
-from crashdiag.pipeline.runtime import pipeline_for
+from crashdiag.pipeline.runtime import pipeline_for, run_stage
 
 logging.getLogger().setLevel(logging.INFO)
 
 
 def handler(event, context):
-    return json.dumps(Reconciler(pipeline_for("reconcile")).run())
+    pipeline = pipeline_for("reconcile", credentials=getattr(context, "credentials", None))
+    return json.dumps(run_stage("reconcile", lambda: Reconciler(pipeline).run()))
