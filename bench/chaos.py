@@ -258,7 +258,7 @@ class Channel:
     def __init__(self, name: str, tap: Tap, inbox: list) -> None:
         self.name, self.tap, self.inbox = name, tap, inbox
 
-    def deliver(self, msg) -> Any:
+    def deliver(self, msg, shorten: bool = False) -> Any:
         from crashdiag.notify.outcome import SENT, Outcome
 
         kill = self.tap.at(f"deliver.{self.name}", self.name)
