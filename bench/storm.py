@@ -299,8 +299,9 @@ def run_storm(n_events: int = 500, n_instances: int = 300, workers: int = 8, sto
         from standins.oss import OssStandIn
 
         oss = OssStandIn(keys={"storm": "storm"}, region="cn-hangzhou").start()
-        oss.create_bucket("storm")
-        store = OssStore.connect(oss.endpoint, "storm", Credentials("storm", "storm"), region="cn-hangzhou")
+        bucket = f"storm-{random.Random().getrandbits(32):08x}"  # the stand-in's backend outlives it within a process
+        oss.create_bucket(bucket)
+        store = OssStore.connect(oss.endpoint, bucket, Credentials("storm", "storm"), region="cn-hangzhou")
     res = StormResult(events_in=len(events))
     import urllib.request
 
