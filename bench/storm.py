@@ -371,7 +371,9 @@ def _account(res: StormResult, summaries, store, events, deaths: bool = False) -
         created = sorted(set(created) | {p for s in summaries for p in s.resumed}
                          | {k.rsplit("/", 1)[0] + "/" for k in store.list("incidents/") if k.endswith("/event.json")})
     res.incidents_created = len(created)
-    res.duplicates_suppressed = sum(len(s.duplicates) for s in summaries)
+    # a delivery racing the first one may find the claim before collect was confirmed started
+    # and start it again ("resumed"): still one incident, the delivery a duplicate
+    res.duplicates_suppressed = sum(len(s.duplicates) + len(s.resumed) for s in summaries)
     res.skipped = sum(len(s.skipped) for s in summaries)
     res.rejected = sum(len(s.rejected) for s in summaries)
     res.rejected_recorded = sum(1 for s in summaries for r in s.rejected if store.exists(r["record"]))
