@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from crashdiag.classifier.classify import classify_bytes
 from crashdiag.cloud.simulate import SimulatedCloud, substitute_parameters
 from crashdiag.pipeline.guest_output import parse_guest_output
 
@@ -37,6 +38,8 @@ UBUNTU03 = "i-bp1ubuntu0000003"
 BOOTLOOP04 = "i-bp1bootloop00004"
 JOURNAL05 = "i-bp1journalonly05"
 BIG06 = "i-bp1bigmessages06"
+VMCORE08 = "i-bp1vmcoreonly08"  # a vmcore without vmcore-dmesg.txt; a stand-in makedumpfile in its tree
+VMCORE08_DIR = "var/crash/127.0.0.1-2026-11-26-10:00:01"
 
 # instance -> (log.source, log.path, file under root/ holding the log)
 EXPECTED = {
@@ -181,6 +184,45 @@ def test_fixture_log_is_found_whole(instance, shell, tmp_path):
     assert g["log"]["size"] == str(len(log))
     assert g["payload"] == log
     assert len(out) < OUTPUT_LIMIT
+
+
+def test_vmcore_without_its_dmesg_is_read_with_makedumpfile(shell, tmp_path):
+    root = copy_instance(VMCORE08, tmp_path)
+    out, _ = run_script(root, tmp_path, since=str(T0 - 3600), shell=shell)
+    g = parse_guest_output(out)
+    dump = (root / VMCORE08_DIR / "vmcore").read_bytes()
+    assert g["log"]["source"] == "kdump"
+    assert g["log"]["path"] == f"/{VMCORE08_DIR}/vmcore (makedumpfile --dump-dmesg)"
+    assert g["log"]["extracted"] == "makedumpfile --dump-dmesg"
+    assert g["log"]["mtime"] == str(T0) and g["log"]["complete"] == "yes"
+    assert g["payload"] == dump[8:]  # the stand-in's dump is its signature, then the log
+    assert classify_bytes(g["payload"])["kind"] != "none"
+    assert list((tmp_path / "tmp").iterdir()) == []  # the extracted text lived in the private temp dir only
+
+
+def test_vmcore_without_makedumpfile_falls_back_and_says_nothing_was_extracted(shell, tmp_path):
+    root = copy_instance(VMCORE08, tmp_path)
+    (root / "usr/sbin/makedumpfile").unlink()
+    out, _ = run_script(root, tmp_path, since=str(T0 - 3600), shell=shell, path="/usr/bin:/bin")
+    g = parse_guest_output(out)
+    assert g["log"]["source"] != "kdump" and "extracted" not in g["log"]
+
+
+def test_a_fresh_vmcore_dmesg_is_taken_without_running_makedumpfile(tmp_path):
+    root = copy_instance(VMCORE08, tmp_path)
+    dump = root / VMCORE08_DIR / "vmcore"
+    (root / VMCORE08_DIR / "vmcore-dmesg.txt").write_bytes(dump.read_bytes()[8:])
+    os.utime(root / VMCORE08_DIR / "vmcore-dmesg.txt", (T0, T0))
+    (root / "usr/sbin/makedumpfile").write_text("#!/bin/sh\necho ran >\"$3\"\n")
+    out, _ = run_script(root, tmp_path, since=str(T0 - 3600))
+    g = parse_guest_output(out)
+    assert g["log"]["path"] == f"/{VMCORE08_DIR}/vmcore-dmesg.txt" and "extracted" not in g["log"]
+
+
+def test_a_stale_vmcore_is_not_extracted(tmp_path):
+    root = copy_instance(VMCORE08, tmp_path)
+    out, _ = run_script(root, tmp_path, since=str(T0 + 3600))
+    assert "extracted" not in parse_guest_output(out)["log"]
 
 
 def test_big_messages_is_windowed_around_the_last_crash(shell, tmp_path):

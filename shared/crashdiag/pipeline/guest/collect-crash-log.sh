@@ -394,6 +394,8 @@ case $KP in /*) KDIRS="$KDIRS$NL$KP" ;; esac
 KDIRS="$KDIRS$NL/var/crash"
 
 SEEN=
+VMCORE='' VMCORE_M=0  # the newest fresh dump without its dmesg
+DMESG_MAX=16777216
 OLDIFS=$IFS
 IFS=$NL
 set -f
@@ -407,9 +409,43 @@ for d in $KDIRS; do
     for f in "$ROOT$d"/*/vmcore-dmesg.txt "$ROOT$d"/*/dmesg.*; do
         consider kdump "$f" "${f#"$ROOT"}"
     done
+    # A dump with no dmesg beside it (old kexec-tools on a newer kernel, a save cut short,
+    # only vmcore-dmesg-incomplete.txt): remembered for makedumpfile below.
+    for v in "$ROOT$d"/*/vmcore "$ROOT$d"/*/dump.[0-9]*; do
+        [ -f "$v" ] && [ ! -L "$v" ] && [ -r "$v" ] || continue
+        vd=${v%/*}
+        [ -s "$vd/vmcore-dmesg.txt" ] && continue
+        case $v in */dump.*) [ -s "$vd/dmesg.${v##*/dump.}" ] && continue ;; esac
+        mtime_of "$v"
+        if [ "$MT" -ge "$SINCE" ] && { [ -z "$VMCORE" ] || [ "$MT" -gt "$VMCORE_M" ]; }; then
+            VMCORE=$v VMCORE_M=$MT
+        fi
+    done
 done
 IFS=$OLDIFS
 set +f
+
+# No fresh vmcore-dmesg: read the log buffer out of the newest fresh dump with makedumpfile
+# --dump-dmesg (into the private temporary directory, under timeout and a file-size limit),
+# before pstore and the journal. The description says where the text came from.
+L_EXTRACTED=
+if [ -z "$F_SRC" ] && [ -n "$VMCORE" ]; then
+    MDF=
+    for c in "$ROOT/usr/sbin/makedumpfile" "$ROOT/sbin/makedumpfile" "$ROOT/usr/bin/makedumpfile"; do
+        if [ -f "$c" ] && [ -x "$c" ]; then MDF=$c; break; fi
+    done
+    if [ -z "$MDF" ] && [ -z "$ROOT" ] && have makedumpfile; then MDF=makedumpfile; fi
+    if [ -n "$MDF" ] && make_tmp; then
+        # ulimit -f counts 512-byte blocks: 32768 of them is 16 MB, far above any log buffer.
+        (ulimit -f 32768 || :; run_t 120 "$MDF" --dump-dmesg "$VMCORE" "$TMP/makedumpfile-dmesg.txt") >/dev/null 2>&1 || :
+        if [ -s "$TMP/makedumpfile-dmesg.txt" ]; then
+            head -c "$DMESG_MAX" "$TMP/makedumpfile-dmesg.txt" >"$TMP/vmcore-dmesg.txt"
+            rm -f "$TMP/makedumpfile-dmesg.txt"
+            consider kdump "$TMP/vmcore-dmesg.txt" "${VMCORE#"$ROOT"} (makedumpfile --dump-dmesg)" "$VMCORE_M"
+            if [ "$F_FILE" = "$TMP/vmcore-dmesg.txt" ]; then L_EXTRACTED="makedumpfile --dump-dmesg"; fi
+        fi
+    fi
+fi
 
 # pstore: the kernel's own records and what systemd-pstore archived
 if [ -z "$F_SRC" ]; then
@@ -525,6 +561,7 @@ print_meta() {  # the log's description: after the header and again at the very 
     kv log.encoding "$ENC"
     kv log.complete "$COMPLETE"
     if [ "$COMPLETE" = no ]; then kv log.window "$WIN_S-$WIN_E"; fi
+    if [ -n "$L_EXTRACTED" ] && [ "$L_FILE" = "$TMP/vmcore-dmesg.txt" ]; then kv log.extracted "$L_EXTRACTED"; fi
 }
 
 # The excerpt gets what MAX_BYTES leaves after the header, the description twice (measured
