@@ -87,7 +87,7 @@ _CREDENTIAL_VARS = ("ALIBABA_CLOUD_ACCESS_KEY_ID", "ALIBABA_CLOUD_ACCESS_KEY_SEC
 @dataclass(frozen=True)
 class Settings:
     lang: str = "en"  # language of causes, remedies and messages
-    region: str = ""  # the function's own region (FC sets ALIBABA_CLOUD_REGION? we set CRASHDIAG_REGION)
+    region: str = ""  # the function's own region (CRASHDIAG_REGION), also the V4 signing region of the bucket
     # Where incidents live: an OSS bucket, or (no bucket) a local directory.
     store_dir: str = "out/store"
     oss_bucket: str = ""
