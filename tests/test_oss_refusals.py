@@ -208,3 +208,14 @@ def test_the_fc_invoker_follows_new_credentials():
         source.update(Credentials("fc-key-2", "fc-secret-2", "token"))
         invoker.invoke_async("collect", b"{}")
         assert invoker.client is not first and len(fc.invocations) == 2
+
+
+# -- URL lifetimes -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("var", ["REPORT_LINK_TTL", "UPLOAD_URL_TTL"])
+def test_presigned_url_lifetimes_are_held_to_the_v4_limit(var):
+    assert getattr(Settings.from_env({var: "604800"}), var.lower()) == 604800  # 7 days: the most V4 allows
+    for bad in ("604801", "0", "-5"):
+        with pytest.raises(ValueError, match=f"{var} must be 1..604800 seconds .*7 days"):
+            Settings.from_env({var: bad})
