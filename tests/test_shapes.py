@@ -282,3 +282,12 @@ def test_out_of_tree_load_line_names_the_module_in_the_trace():
     r = classify_bytes(log)
     assert r["modules"]["suspect"] == "secagent" and "loaded" in r["modules"]["suspect_reason"]
     assert "secagent" in r["modules"]["out_of_tree"]
+
+
+def test_learned_prefixes_are_few_whatever_the_log():
+    """Each line is tried against every learned prefix: a log with a different prefix shape
+    on every line must not make that a per-line cost in the hundreds."""
+    from crashdiag.classifier.logtext import MAX_PREFIXES, learn_prefixes
+
+    text = "".join(f"{'x-' * (n % 50)}{n}: kernel: BUG: unable to handle page fault for address: 0\n" for n in range(400))
+    assert len(learn_prefixes(text)) <= MAX_PREFIXES

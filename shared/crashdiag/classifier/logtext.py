@@ -259,6 +259,7 @@ HEADS = re.compile(_head_pattern(_HEAD_ALTERNATIVES))
 FATAL_HEAD = re.compile(_head_pattern(F.FATAL_HEADS))
 MAX_LEARN_LINES = 400  # lines with a head examined per window: enough to see every prefix a log uses
 MAX_PREFIX = 160  # a longer "prefix" is message text, not transport
+MAX_PREFIXES = 8  # prefixes kept per window: every line is tried against each, so a few only
 # RE2's \d, \w and \s are ASCII: the Unicode classes keep a CJK or Cyrillic month a word.
 _SKELETON_TOKEN = re.compile(r"\p{Nd}+|\pL+|[\s\p{Z}]+|.", re.S)
 _PREFIX_TS = re.compile(r"\[\s*(\d+\.\d+)\]")
@@ -324,7 +325,7 @@ def learn_prefixes(text: str, limit: int = MAX_LEARN_LINES) -> list[LearnedPrefi
                 key = skeleton(prefix)
                 seen[key] += 1
                 first.setdefault(key, prefix)
-    return [LearnedPrefix(re.compile(key), first[key]) for key, _ in seen.most_common()]
+    return [LearnedPrefix(re.compile(key), first[key]) for key, _ in seen.most_common(MAX_PREFIXES)]
 
 
 def _unknown_prefix(record: str) -> str | None:
