@@ -123,6 +123,22 @@ def peak_rss_of(cmd: list[str]) -> int:
 PARTS = ("big", "rss", "seed", "cli", "coldstart", "replay", "storm", "frames", "hostile")
 
 
+def _merge_rows(old: list[str], rows: list[tuple[str, str, str, str]], header: tuple[str, ...]) -> list[str]:
+    """README's table with the measured rows put in place of the rows of the same measure
+    (matched on the measure's words before any parenthesis), new measures appended."""
+    def key(cell: str) -> str:
+        return cell.split(" (", 1)[0].strip()
+
+    body = [ln for ln in old if ln.startswith("|") and not ln.startswith(("| measure", "|---"))]
+    fresh = {key(r[0]): f"| {' | '.join(r)} |" for r in rows}
+    out = []
+    for ln in body:
+        k = key(ln.strip("|").split("|", 1)[0])
+        out.append(fresh.pop(k, ln))
+    out.extend(fresh.values())
+    return [f"| {' | '.join(header)} |", "|---|---|---|---|", *out]
+
+
 def main(argv: list[str] | None = None) -> int:
     from corpus import load_case
     from crashdiag.classifier.classify import classify_bytes
@@ -237,9 +253,11 @@ def main(argv: list[str] | None = None) -> int:
     readme = ROOT / "README.md"
     text_readme = readme.read_text()
     start, end = "<!-- bench:start -->", "<!-- bench:end -->"
-    if not only and start in text_readme and end in text_readme:  # a partial run leaves README alone
+    if start in text_readme and end in text_readme:
         head, rest = text_readme.split(start, 1)
-        _, tail = rest.split(end, 1)
+        old_table, tail = rest.split(end, 1)
+        if only:  # a partial run replaces the rows it measured and keeps the others
+            table = _merge_rows(old_table.strip().splitlines(), rows, header)
         readme.write_text(f"{head}{start}\n" + "\n".join(table) + f"\n{end}{tail}")
     results = ROOT / "bench" / "results.md"
     if not results.exists():
