@@ -122,9 +122,22 @@ def pipe_table(recs):  # a log viewer's columns
     return "\n".join(f"web-01 | 2024-01-09T22:10:05Z | [{float(ts):12.6f}] {msg}" for ts, msg in recs)
 
 
+def journal_json(recs):  # journalctl -k -o json: one JSON object per record, a user-space line between
+    import json
+
+    out = []
+    for i, (ts, msg) in enumerate(recs):
+        out.append(json.dumps({"__CURSOR": f"s=6e1f;i={i:x}", "__REALTIME_TIMESTAMP": "1795704001000000",
+                               "_SOURCE_MONOTONIC_TIMESTAMP": str(int(float(ts) * 1e6)), "_TRANSPORT": "kernel",
+                               "SYSLOG_IDENTIFIER": "kernel", "PRIORITY": "4", "MESSAGE": msg}))
+        if i == 2:
+            out.append(json.dumps({"_TRANSPORT": "syslog", "SYSLOG_IDENTIFIER": "app", "MESSAGE": "Kernel panic - not syncing: fake"}))
+    return "\n".join(out)
+
+
 SHAPES = [dmesg, no_timestamps, dmesg_raw, printk_caller, printk_caller_cpu, journal_short, journal_short_iso,
           journal_short_monotonic, var_log_messages, serial_console, flattened, crlf, ansi, kmsg,
-          dmesg_ctime, dmesg_reltime, forwarded_syslog, console_collector, mail_quoted, pipe_table]
+          dmesg_ctime, dmesg_reltime, forwarded_syslog, console_collector, mail_quoted, pipe_table, journal_json]
 
 
 def _key(result):

@@ -96,6 +96,10 @@ def strip_prefixes(line: str) -> tuple[str, float | None, bool]:
     whose identifier is not ``kernel`` are reported as not kernel: the serial
     console and /var/log/messages interleave them with kernel output.
     """
+    if line.startswith('{"') and '"MESSAGE"' in line:
+        journal = _journal_json(line)
+        if journal is not None:
+            return journal
     is_kernel = True
     ts: float | None = None
     m = _KMSG.match(line)
@@ -126,6 +130,32 @@ def strip_prefixes(line: str) -> tuple[str, float | None, bool]:
     elif line.startswith("[") and (m := _CALLER.match(line)):
         line = line[m.end() :]
     return line, ts, is_kernel
+
+
+def _journal_json(line: str) -> tuple[str, float | None, bool] | None:
+    """One record of ``journalctl -o json`` (an export, a log shipper's copy): its MESSAGE,
+    the kernel's monotonic stamp, and whether the kernel wrote it. None when the line is
+    not such a record. json.loads is linear in the line."""
+    import json
+
+    try:
+        rec = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(rec, dict):
+        return None
+    msg = rec.get("MESSAGE")
+    if isinstance(msg, list):  # journald exports non-UTF-8 messages as a list of bytes
+        try:
+            msg = bytes(msg).decode("utf-8", "replace")
+        except (TypeError, ValueError):
+            return None
+    if not isinstance(msg, str):
+        return None
+    kernel = rec.get("_TRANSPORT") == "kernel" or rec.get("SYSLOG_IDENTIFIER") == "kernel"
+    mono = rec.get("_SOURCE_MONOTONIC_TIMESTAMP")
+    ts = int(mono) / 1e6 if isinstance(mono, str) and mono.isdigit() else None
+    return msg, ts, kernel
 
 
 def _float(s: str) -> float | None:
@@ -331,6 +361,8 @@ def learn_prefixes(text: str, limit: int = MAX_LEARN_LINES) -> list[LearnedPrefi
 def _unknown_prefix(record: str) -> str | None:
     """The text before the message head of ``record`` when the known shapes do not strip it
     (and it looks like transport rather than message text), else None."""
+    if record.startswith('{"'):
+        return None  # a journal JSON record: a known shape, read by strip_prefixes
     m = HEADS.search(record)
     if not m:
         return None
