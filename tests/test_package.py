@@ -111,7 +111,13 @@ def test_zip_layout(code_zips, function):
         assert all(i.date_time == package.ZIP_DATE for i in infos)
         assert zf.read("index.py") == (ROOT / "functions" / function / "index.py").read_bytes()
         sources = {n for n in names if not n.endswith(".pyc")}
-        assert sources == {"index.py"} | source_files()
+        compiled = {n for n in sources if n.startswith("crashdiag/reports/templates_compiled/")}
+        assert sources - compiled == {"index.py"} | source_files()
+        # the page writers carry their templates precompiled, with the Jinja2 version that did it
+        assert bool(compiled) == (function in package.FUNCTIONS_THAT_RENDER)
+        if compiled:
+            assert "crashdiag/reports/templates_compiled/JINJA2_VERSION" in compiled
+            assert sum(n.endswith(".py") for n in compiled) == len(list((SHARED / "reports" / "templates").glob("*.j2")))
         for needed in ("crashdiag/classifier/rules/rule.schema.json", "crashdiag/pipeline/guest/collect-crash-log.sh",
                        "crashdiag/pipeline/guest/audit-readiness.sh",
                        "crashdiag/reports/templates/incident.html.j2", "crashdiag/reports/templates/fleet.html.j2"):
@@ -133,6 +139,35 @@ def test_handler_imports_from_the_zip(code_zips, function, tmp_path):
     out = import_in_clean_interpreter(code_dir, function, with_venv=True, env=env).split()
     # cold start: only collect pays for the ECS SDK, and not at import time either
     assert set(out) == {"ecs-sdk-absent"}, out
+
+
+PAGES = (
+    "from crashdiag.reports import pages\n"
+    "env = pages.environment()\n"
+    "def compile_(*a, **k):\n"
+    "    print('compiled-at-run-time')\n"
+    "    return type(env).compile(env, *a, **k)\n"
+    "env.compile = compile_\n"
+    "from crashdiag.reports.html_report import render_html\n"
+    "from crashdiag.reports.fleet import render_fleet_html, empty_index\n"
+    "assert 'id=\"summary\"' in render_html({'diagnosis': {'kind': 'none'}}) and 'ecs-crashdiag' in render_fleet_html(empty_index())\n"
+    "print('rendered')\n"
+)
+
+
+@pytest.mark.parametrize("function", sorted(package.FUNCTIONS_THAT_RENDER))
+def test_page_writers_render_from_their_precompiled_templates(code_zips, function, tmp_path):
+    code_dir = unzip(code_zips / package.zip_name(function), tmp_path / "code")
+    r = subprocess.run([sys.executable, "-I", "-c", f"import sys; sys.path[:0] = {[str(code_dir), sysconfig.get_paths()['purelib']]!r}\n" + PAGES],
+                       capture_output=True, text=True, timeout=120, cwd=code_dir)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["rendered"]
+    # under another Jinja2 version the precompiled modules are not trusted: the templates are compiled
+    (code_dir / "crashdiag" / "reports" / "templates_compiled" / "JINJA2_VERSION").write_text("0.0\n")
+    r = subprocess.run([sys.executable, "-I", "-c", f"import sys; sys.path[:0] = {[str(code_dir), sysconfig.get_paths()['purelib']]!r}\n" + PAGES],
+                       capture_output=True, text=True, timeout=120, cwd=code_dir)
+    assert r.returncode == 0, r.stderr
+    assert "compiled-at-run-time" in r.stdout.split() and r.stdout.split()[-1] == "rendered"
 
 
 def test_build_is_deterministic(tmp_path):

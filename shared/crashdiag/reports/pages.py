@@ -9,7 +9,10 @@ use ``|safe``, and tests/test_pages.py checks that they keep to the filters list
 
 Jinja2 is imported on the first render, not when this module is imported: the functions
 that write no page (on_ecs_event, notify, notify_flush) never load it, and the ones that
-do pay for it once per instance.
+do pay for it once per instance. Parsing and compiling the templates would cost that
+first page more than importing Jinja2 does, so tools/package.py precompiles them into the
+function zips (``templates_compiled/``, with the Jinja2 version that compiled them);
+they are used only under that same version, and the templates themselves otherwise.
 """
 
 from __future__ import annotations
@@ -26,6 +29,9 @@ if TYPE_CHECKING:
     import jinja2
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
+# Written by tools/package.py into a function's zip, never into the source tree.
+COMPILED = Path(__file__).resolve().parent / "templates_compiled"
+COMPILED_VERSION = "JINJA2_VERSION"  # the file in COMPILED naming the Jinja2 that compiled them
 TEXT_LIMIT = 4000  # characters of one value, unless a template says |text(n)
 
 
@@ -114,8 +120,11 @@ def environment() -> jinja2.Environment:
     """Built once per process, on the first page: autoescaping, strict names, our escape."""
     import jinja2
 
+    loader: jinja2.BaseLoader = jinja2.FileSystemLoader(str(TEMPLATES))
+    if _compiled_by() == getattr(jinja2, "__version__", None):
+        loader = jinja2.ChoiceLoader([jinja2.ModuleLoader(str(COMPILED)), loader])
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+        loader=loader,
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
@@ -127,6 +136,14 @@ def environment() -> jinja2.Environment:
     env.filters.update(text=text, lines=lines, label=label, join_text=join_text, human_time=human_time,
                        short_time=short_time, human_size=human_size)
     return env
+
+
+def _compiled_by() -> str | None:
+    """The Jinja2 version that precompiled the templates shipped beside us, if any."""
+    try:
+        return (COMPILED / COMPILED_VERSION).read_text().strip()
+    except OSError:
+        return None
 
 
 def render(name: str, **context: Any) -> str:
