@@ -206,7 +206,7 @@ def test_requirements_split_keeps_the_ecs_sdk_for_collect():
 
 
 def test_only_the_page_writers_carry_the_template_engine():
-    assert package.FUNCTIONS_THAT_RENDER == {"collect", "diagnose", "fleet"}
+    assert package.FUNCTIONS_THAT_RENDER == {"collect", "diagnose", "fleet", "reconcile"}
     for function in FUNCTIONS:
         names = {package.canonical(r) for r in package.requirements_for(function)}
         assert ("jinja2" in names) == (function in package.FUNCTIONS_THAT_RENDER), function

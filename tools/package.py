@@ -19,8 +19,8 @@ reliably. Each zip therefore holds::
 and template.yml points each function at its own object with ``Handler: index.handler``.
 Per-function zips also let the functions leave out what they never load: only
 ``collect`` ships the ECS SDK (~42 MB installed, ~0.5 s / 70 MB to import), and only
-the functions that write a page (``collect``: a failure's report.html; ``diagnose``:
-report.html; ``fleet``: fleet/index.html) ship Jinja2 and MarkupSafe.
+the functions that write a page (``collect`` and ``reconcile``: a failure's report.html;
+``diagnose``: report.html; ``fleet``: fleet/index.html) ship Jinja2 and MarkupSafe.
 
 Dependencies
 ------------
@@ -95,10 +95,11 @@ REQUIRED_DATA = ("classifier/rules/rule.schema.json", "pipeline/guest/collect-cr
 # zips leave them, and everything only they pull in, out.
 COLLECT_ONLY = frozenset({"alibabacloud-ecs20140526", "alibabacloud-tea-openapi"})
 FUNCTIONS_WITH_ECS = frozenset({"collect"})
-# The template engine, only in the functions that write a page: diagnose (report.html),
-# collect (report.html of a failed collection, pipeline/stages.py _write_report) and fleet.
+# The template engine, only in the functions that write a page: fleet (fleet/index.html) and
+# every function that can end an incident with a report (pipeline/stages.py _write_report,
+# by way of Pipeline.fail too): collect, diagnose and the reconciler.
 RENDER_ONLY = frozenset({"jinja2"})
-FUNCTIONS_THAT_RENDER = frozenset({"collect", "diagnose", "fleet"})
+FUNCTIONS_THAT_RENDER = frozenset({"collect", "diagnose", "fleet", "reconcile"})
 
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 _MISSING_REQ = re.compile(r"satisfies the requirement (\S+)")
