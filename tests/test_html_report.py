@@ -329,3 +329,27 @@ def test_cli_report_bad_input(tmp_path):
         p = run("report", str(path), "--html", str(tmp_path / "o.html"))
         assert p.returncode == 2 and b"Traceback" not in p.stderr and len(p.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "o.html").exists()
+
+
+def test_a_large_log_file_is_paged_from_a_stream(tmp_path):
+    """crashdiag report --html on a log above WHOLE_BELOW reads it as a stream: the page
+    still shows the evidence with its line numbers in the whole log, and the log's end."""
+    import subprocess
+    import sys
+
+    from crashdiag.reports.html_report import WHOLE_BELOW
+
+    _, log = seed_report("09-blk-mq-timeout-null-deref.txt")
+    filler = b"".join(b"[    1.%06d] filler line number %d of a long boot\n" % (i % 10**6, i) for i in range(120_000))
+    path = tmp_path / "big.log"
+    path.write_bytes(filler + log + filler[:4000])
+    assert path.stat().st_size > WHOLE_BELOW
+    out = tmp_path / "page.html"
+    subprocess.run([sys.executable, "-m", "crashdiag.cli", "report", "--html", str(out), str(path)], check=True,
+                   capture_output=True, cwd=ROOT)
+    page = out.read_text()
+    hit = filler.count(b"\n") + 1 + log.split(b"\n").index(next(ln for ln in log.split(b"\n") if b"BUG: unable to handle" in ln))
+    ev = page[page.index('id="evidence"'):page.index('id="trace"')]
+    assert f'<span class="n">{hit}</span>' in ev and "blk_mq_rq_timed_out" in ev
+    raw = page[page.index('id="raw"'):]
+    assert "last 200.0 KB of" in raw and "filler line number 119999 of" in raw and "filler line number 100000 of" not in raw

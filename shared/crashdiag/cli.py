@@ -82,18 +82,24 @@ def _report(args: argparse.Namespace) -> int:
     from .reports.report import build_report, render_markdown
 
     lang = _lang(args)
+    data: bytes | None = None
     try:
+        # A file is classified and paged as a stream (bounded memory on a 200 MB log);
+        # stdin is read whole.
         fh = open_bytes(sys.stdin.buffer.read(), "-") if args.path == "-" else open_log(args.path)
         with fh:
-            data = fh.read()
+            if args.path == "-":
+                data = fh.read()
     except (LogInputError, OSError, EOFError) as exc:
         print(f"crashdiag: {exc}", file=sys.stderr)
         return EXIT_INPUT
-    report = build_report(data, {"method": "local", "complete": True, "log": {"path": args.path}}, lang, source=args.path)
+    collect = {"method": "local", "complete": True, "log": {"path": args.path}}
+    report = build_report(data if data is not None else b"", collect, lang, source=args.path,
+                          path=None if data is not None else args.path)
     if args.html:
         from .reports.html_report import render_html
 
-        page = render_html(report, lang, data)
+        page = render_html(report, lang, data if data is not None else args.path)
         if args.html == "-":
             sys.stdout.write(page)
         else:

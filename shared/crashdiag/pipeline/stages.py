@@ -420,16 +420,22 @@ class Pipeline:
         listens to: written last, once (False when another invocation wrote it first).
         Everything written here (and so every notification built from it) goes through
         _private; the raw-log section of report.html too."""
-        from ..reports.html_report import render_html
-        from ..reports.redact import mask_log, redact_log, sealed_from
+        from ..reports.html_report import RawView, render_html
+        from ..reports.redact import mask_secrets, redact_text, sealed_from
         from ..reports.report import render_markdown
 
+        evidence = [str(e) for e in (report.get("diagnosis") or {}).get("evidence") or []]
         report = self._private(report, redaction)
+        view = None
         if raw_log:
-            raw_log = redact_log(raw_log, (), sealed_from(report.get("redaction"))) if self.settings.redact else mask_log(raw_log)
+            # Only the parts of the log the page shows are read whole and redacted.
+            sealed = sealed_from(report.get("redaction"))
+            scrub = (lambda line: redact_text(line, (), sealed)) if self.settings.redact else mask_secrets
+            view = RawView.of(raw_log, evidence)
+            view = view.scrubbed(scrub) if view is not None else None
         lang = self.settings.lang
         self._put(f"{prefix}report.md", render_markdown(report, lang).encode("utf-8"), content_type="text/markdown; charset=utf-8")
-        self._put(f"{prefix}report.html", render_html(report, lang, raw_log).encode("utf-8"), content_type="text/html; charset=utf-8")
+        self._put(f"{prefix}report.html", render_html(report, lang, view).encode("utf-8"), content_type="text/html; charset=utf-8")
         return self._put(f"{prefix}report.json", _json(report), if_absent=True)
 
     def _prefix_from_ref(self, ref: dict) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import zlib
+from collections.abc import Callable
 from typing import Any
 
 from .escape import plain
@@ -224,8 +225,121 @@ def raw_log_text(raw_log: bytes | None) -> str | None:
     return data.decode("utf-8", errors="replace").replace("\r\n", "\n").replace("\r", "\n")
 
 
+# A raw log above this size is never held whole: the page reads it as a stream for the
+# evidence lines, their surroundings and its tail (crashdiag report --html on 200 MB).
+WHOLE_BELOW = 4 * 1024 * 1024
+SCAN_CHUNK = 4 * 1024 * 1024
+EVIDENCE_WINDOW = 16 * 1024  # bytes read around each evidence hit in a large log
+
+
+class RawView:
+    """What the page shows of a raw log: its size, its tail, and windows around the
+    evidence lines with the line number each starts at. Built from a file object in
+    chunks, so memory stays near SCAN_CHUNK + the windows whatever the log's size."""
+
+    def __init__(self, total: int, tail: str, windows: list[tuple[int, str]]) -> None:
+        self.total, self.tail, self.windows = total, tail, windows
+
+    def scrubbed(self, fn: Callable[[str], str]) -> RawView:
+        """The same view with ``fn`` applied to each of its lines (redaction: the page's
+        parts only, never the whole log)."""
+
+        def each(text_: str) -> str:
+            return "\n".join(fn(line) for line in text_.split("\n"))
+
+        return RawView(self.total, each(self.tail), [(n, each(t)) for n, t in self.windows])
+
+    @classmethod
+    def of(cls, raw: bytes | str | RawView | None, evidence: list[str]) -> RawView | None:
+        """From the log's bytes (plain or gzip) or a path to it."""
+        import gzip
+        import io
+        import os
+
+        if raw is None or isinstance(raw, RawView):
+            return raw
+        if isinstance(raw, bytes) and len(raw) < WHOLE_BELOW and raw[:2] != b"\x1f\x8b":
+            text = raw_log_text(raw) or ""
+            return cls(len(raw), text, [(1, text)])
+        fh: Any = open(raw, "rb") if isinstance(raw, str | os.PathLike) else io.BytesIO(raw)  # noqa: SIM115
+        with fh:
+            limit = None
+            if fh.read(2) == b"\x1f\x8b":
+                fh.seek(0)
+                fh, limit = gzip.GzipFile(fileobj=fh), MAX_LOG_BYTES  # inflated at most this far
+            fh.seek(0)
+            return cls._scan(fh, evidence, limit)
+
+    @classmethod
+    def _scan(cls, fh: Any, evidence: list[str], limit: int | None = None) -> RawView:
+        needles = [e.strip().encode("utf-8", "replace")[:200] for e in evidence if len(e.strip()) >= 8]
+        keep = max((len(n) for n in needles), default=0)
+        hits: list[tuple[int, int]] = []  # (offset of the hit's line start, its line number)
+        tail = b""
+        total = lines = 0
+        carry = b""
+        while limit is None or total < limit:
+            try:
+                chunk = fh.read(SCAN_CHUNK)
+            except (OSError, EOFError):
+                break
+            if not chunk:
+                break
+            buf = carry + chunk
+            base = total - len(carry)  # offset of buf[0]
+            for n in needles:
+                i = buf.find(n)
+                while i >= 0 and len(hits) < 64:
+                    start = buf.rfind(b"\n", 0, i) + 1
+                    at = base + start
+                    if all(h[0] != at for h in hits):
+                        hits.append((at, lines - carry.count(b"\n") + buf.count(b"\n", 0, start) + 1))
+                    i = buf.find(n, i + 1)
+            lines += chunk.count(b"\n")
+            total += len(chunk)
+            tail = (tail + chunk)[-RAW_LOG_TAIL:]
+            carry = buf[-keep:] if keep else b""
+        ranges: list[list[int]] = []  # [lo, hi, a hit's offset, its line number], overlapping ones merged
+        for at, line_no in sorted(hits):
+            lo, hi = max(0, at - EVIDENCE_WINDOW), at + EVIDENCE_WINDOW
+            if ranges and lo <= ranges[-1][1]:
+                ranges[-1][1] = hi
+            else:
+                ranges.append([lo, hi, at, line_no])
+        windows: list[tuple[int, str]] = []
+        for lo, hi, at, line_no in ranges:
+            try:
+                fh.seek(lo)
+                data = fh.read(hi - lo)
+            except (OSError, EOFError):
+                continue
+            first = data.find(b"\n") + 1 if lo > 0 else 0  # start at a whole line
+            last = data.rfind(b"\n")
+            data = data[first : last + 1 if last >= first else len(data)]
+            windows.append((line_no - data.count(b"\n", 0, at - lo - first), _text(data)))
+        return cls(total, _text(tail), windows)
+
+
+def _text(data: bytes) -> str:
+    return data.decode("utf-8", errors="replace").replace("\r\n", "\n").replace("\r", "\n")
+
+
+def evidence_in_view(view: RawView, evidence: list[str]) -> list[tuple[int, str, bool] | None] | None:
+    """evidence_context over each window of a RawView, with line numbers of the whole log."""
+    out: list[tuple[int, str, bool] | None] = []
+    for first_line, text_ in view.windows:
+        rows = evidence_context(text_, evidence, first_line=first_line, budget=MAX_CONTEXT_LINES - len(out))
+        if rows:
+            if out:
+                out.append(None)
+            out.extend(rows)
+        if len(out) >= MAX_CONTEXT_LINES:
+            break
+    return out or None
+
+
 def evidence_context(text_: str, evidence: list[str], around: int = CONTEXT_LINES,
-                     budget: int = MAX_CONTEXT_LINES) -> list[tuple[int, str, bool] | None] | None:
+                     budget: int = MAX_CONTEXT_LINES, first_line: int = 1) -> list[tuple[int, str, bool] | None] | None:
     """Lines around each evidence line as (line number, text, is_evidence), with None
     between separate stretches; None when no evidence line is found in the text. Works
     on character offsets so a log of many megabytes is never split into lines whole."""
@@ -260,7 +374,7 @@ def evidence_context(text_: str, evidence: list[str], around: int = CONTEXT_LINE
         else:
             spans.append([lo, hi])
     out: list[tuple[int, str, bool] | None] = []
-    counted, line_no = 0, 1
+    counted, line_no = 0, first_line
     for lo, hi in spans:
         line_no += text_.count("\n", counted, lo)
         counted = lo
@@ -341,24 +455,23 @@ def _module_table(d: dict[str, Any], lang: str) -> dict[str, Any] | None:
     return {"empty": False, "count": len(linked), "rows": rows, "folded": [m.get("name") or "" for m in rest]}
 
 
-def _raw(lang: str, raw_log: bytes | None, raw_text: str | None) -> dict[str, Any] | None:
+def _raw(lang: str, view: RawView | None) -> dict[str, Any] | None:
     """The folded raw log: at most its last RAW_LOG_TAIL bytes, from a whole line on."""
-    if raw_text is None or raw_log is None:
+    if view is None:
         return None
     L = labels(lang)
-    data = raw_text.encode("utf-8", errors="replace")
-    total = len(data)
-    if total > RAW_LOG_TAIL:
-        tail = data[-RAW_LOG_TAIL:].decode("utf-8", errors="ignore")
+    total = view.total
+    if total > RAW_LOG_TAIL or len(view.tail.encode("utf-8", errors="replace")) > RAW_LOG_TAIL:
+        tail = view.tail.encode("utf-8", errors="replace")[-RAW_LOG_TAIL:].decode("utf-8", errors="ignore")
         tail = tail.split("\n", 1)[1] if "\n" in tail else tail  # start at a whole line
         summary = f"{L['raw']} ({L['raw_tail'].format(shown=human_size(RAW_LOG_TAIL), total=human_size(total))})"
     else:
-        tail = raw_text
+        tail = view.tail
         summary = f"{L['raw']} ({human_size(total)})"
     return {"summary": summary, "lines": tail.rstrip("\n").split("\n")}
 
 
-def _context(report: dict[str, Any], lang: str, raw_log: bytes | None) -> dict[str, Any]:
+def _context(report: dict[str, Any], lang: str, raw_log: bytes | str | RawView | None) -> dict[str, Any]:
     """Everything incident.html.j2 reads."""
     L = labels(lang)
     d = report.get("diagnosis") or {}
@@ -367,8 +480,8 @@ def _context(report: dict[str, Any], lang: str, raw_log: bytes | None) -> dict[s
     mods = d.get("modules") or {}
     taint = d.get("taint") or {}
     ctx = report.get("guest_context") or {}
-    raw_text = raw_log_text(raw_log)
     evidence = [str(e) for e in d.get("evidence") or []]
+    view = RawView.of(raw_log, evidence)
     sub = [x for x in (inc.get("instance_id"), inc.get("region"), human_time(inc.get("event_time")) if inc.get("event_time") else None) if x]
     suspect_flags = next((m.get("flags") or "" for m in mods.get("linked_in") or [] if m.get("name") == mods.get("suspect")), "")
     decoded = taint.get("decoded") or {}
@@ -390,19 +503,21 @@ def _context(report: dict[str, Any], lang: str, raw_log: bytes | None) -> dict[s
         "suspect_flags": suspect_flags, "suspect_flag_names": _flag_names(suspect_flags, lang),
         "taint_rows": [(c, TAINT_ZH.get(c, decoded.get(c, "")) if lang == "zh" else decoded.get(c, ""))
                        for c in str(taint.get("flags") or "") if c != " "],
-        "evidence_rows": evidence_context(raw_text, evidence) if raw_text and evidence else None,
+        "evidence_rows": evidence_in_view(view, evidence) if view and evidence else None,
         "trace_rows": _trace_rows(d),
         "modules": _module_table(d, lang),
         "settings_rows": [(k, ctx[k]) for k in CONTEXT_KEYS if ctx.get(k) not in (None, "")],
-        "raw": _raw(lang, raw_log, raw_text),
+        "raw": _raw(lang, view),
     }
 
 
-def render_html(report: dict[str, Any], lang: str = "en", raw_log: bytes | None = None) -> str:
+def render_html(report: dict[str, Any], lang: str = "en", raw_log: bytes | str | RawView | None = None) -> str:
     """The incident page for one report.json: self-contained, no script, strict CSP.
 
-    ``raw_log`` (the crash.log bytes, plain or gzip) lets the evidence be shown in its
-    surrounding lines and the log itself be folded in at the end (its last 200 KB)."""
+    ``raw_log`` (the crash.log bytes, plain or gzip, or a path to it) lets the evidence be
+    shown in its surrounding lines and the log itself be folded in at the end (its last
+    200 KB). A large log is read as a stream (RawView): the page holds only those parts;
+    a RawView given here (the pipeline's, redacted) is used as it is."""
     from .pages import render
 
     lang = lang if lang in LABELS else "en"

@@ -38,12 +38,17 @@ _L = {
 
 
 def build_report(data: bytes, collect: dict[str, Any], lang: str, source: str,
-                 budget_s: float | None = None) -> dict[str, Any]:
-    from ..classifier.classify import classify_bytes
+                 budget_s: float | None = None, path: str | None = None) -> dict[str, Any]:
+    """The report of one log: ``data``, or with ``path`` the file there, read as a stream."""
+    from ..classifier.classify import classify_bytes, classify_path
     from ..classifier.logtext import LogInputError
 
     try:
-        diagnosis = classify_bytes(data, lang=lang, source=source, budget_s=budget_s)
+        if path is not None:
+            diagnosis = classify_path(path, lang=lang, budget_s=budget_s)
+            diagnosis["source"] = source
+        else:
+            diagnosis = classify_bytes(data, lang=lang, source=source, budget_s=budget_s)
         input_error = None
     except LogInputError as exc:
         diagnosis = {"kind": "none", "title": "unreadable log", "rule": None, "fix_status": None, "reports": []}
