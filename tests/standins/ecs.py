@@ -569,7 +569,8 @@ class EcsStandIn:
             info = self.cloud.instance_info(region, str(instance_id))
             if info is not None:  # an unknown id is simply not listed
                 found.append({"InstanceId": info.instance_id, "RegionId": info.region, "InstanceName": info.name,
-                              "OSType": info.os_type, "OSName": info.os_name, "Status": info.status})
+                              "OSType": info.os_type, "OSName": info.os_name, "Status": info.status,
+                              "Memory": info.memory_mib})  # MiB, as DescribeInstances documents it
         page, size = _int(p, "PageNumber", 1), _int(p, "PageSize", 10)
         return {"Instances": {"Instance": found[(page - 1) * size : page * size]}, "TotalCount": len(found),
                 "PageNumber": page, "PageSize": size}

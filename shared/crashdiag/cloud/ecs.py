@@ -69,6 +69,7 @@ class InstanceInfo:
     name: str = ""
     os_name: str = ""
     status: str = ""
+    memory_mib: int = 0  # Memory: the instance type's memory, in MiB (0: not said)
 
     @property
     def windows(self) -> bool:

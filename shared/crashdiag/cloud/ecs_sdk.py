@@ -332,6 +332,7 @@ class SdkEcsApi:
                         name=item.instance_name or "",
                         os_name=item.osname or "",
                         status=item.status or "",
+                        memory_mib=int(item.memory or 0),
                     )
             return None
 

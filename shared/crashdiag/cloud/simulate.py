@@ -11,9 +11,19 @@ An instance lives in ``<dir>/<instance-id>/``:
                                     "error_code": null,    # every run fails so: ClientNotResponse, ...
                                     "runs": ["pre-reboot", "InstanceRestarted", "ok"],
                                                            # one per RunCommand, last one sticks
-                                    "agent_head": 0}}      # bytes the agent streamed before the end
+                                    "agent_head": 0},      # bytes the agent streamed before the end
+                     "memory_gib": 16,                     # DescribeInstances Memory (reported in MiB)
+                     "capture": {"seconds": 5400,          # a kdump capture runs this long after the crash
+                                 "outcome": "complete"}}   # complete | incomplete | hung
     root/           the guest's filesystem as the script sees it (var/crash, etc/kdump.conf, proc/...)
     console.log     what GetInstanceConsoleOutput returns (optional)
+
+With ``capture``, the instance spends its first ``seconds`` after the crash (the first
+time anything asks about it) in the kdump capture kernel: ECS says Running, the agent is
+offline, and the console shows the panic (console.log), the capture kernel's boot and
+makedumpfile's progress. Then it boots normally and answers as configured. ``incomplete``
+ends the capture with "saving vmcore failed" (vmcore-dmesg.txt was saved before it, as
+kexec-tools does); ``hung`` never gets past 37%: the instance never comes back.
 
 A run is ``ok`` (the script runs against root/), ``pre-reboot`` (the command landed on the
 boot before the crash: the script runs against root/ with an older ``btime`` in
@@ -32,6 +42,8 @@ import os
 import re
 import subprocess
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -102,6 +114,62 @@ ERROR_STATUS = {
 }
 # A command that landed on the boot before the crash: its boot started this long earlier.
 PRE_REBOOT_AGE = 86400
+# Where a hung capture stops.
+HUNG_AT = 0.37
+
+
+@dataclass
+class Capture:
+    """A kdump capture after the crash: how long it runs and how it ends."""
+
+    seconds: float
+    outcome: str = "complete"  # complete | incomplete | hung
+
+    def progress(self, elapsed: float) -> tuple[bool, float]:
+        """(still capturing, fraction copied) at ``elapsed`` seconds after the crash."""
+        frac = max(0.0, elapsed) / self.seconds if self.seconds > 0 else 1.0
+        if self.outcome == "hung":
+            return True, min(frac, HUNG_AT)
+        if self.outcome == "incomplete":
+            return frac < 1.0, min(frac, 0.61)
+        return frac < 1.0, min(frac, 1.0)
+
+
+# The capture kernel's console, in the words kexec-tools' dracut module and makedumpfile
+# print (see crashdiag.pipeline.capture for where each comes from).
+_CAPTURE_BOOT = (
+    "[    0.000000] Linux version {release} (mockbuild@sim) #1 SMP\n"
+    "[    0.000000] Command line: BOOT_IMAGE=/vmlinuz-{release} ro console=ttyS0,115200n8 irqpoll nr_cpus=1 "
+    "reset_devices elfcorehdr=524868K\n"
+    "[    3.120744] systemd[1]: Starting Kdump Vmcore Save Service...\n"
+    "[    3.470012] kdump[530]: saving to /sysroot/var/crash/127.0.0.1-sim/\n"
+    "[    3.476611] kdump[535]: saving vmcore-dmesg.txt to /sysroot/var/crash/127.0.0.1-sim/\n"
+    "[    3.520118] kdump[541]: saving vmcore-dmesg.txt complete\n"
+    "[    3.522034] kdump[543]: saving vmcore\n"
+)
+_NORMAL_BOOT = (
+    "[    0.000000] Linux version {release} (mockbuild@sim) #1 SMP\n"
+    "[    0.000000] Command line: BOOT_IMAGE=/vmlinuz-{release} ro console=ttyS0,115200n8 crashkernel=auto\n"
+    "[    2.410021] systemd[1]: Started Journal Service.\n"
+)
+
+
+def capture_console(panic: bytes | None, release: str, capture: Capture, elapsed: float) -> bytes:
+    """What GetInstanceConsoleOutput shows ``elapsed`` seconds after the crash."""
+    capturing, frac = capture.progress(elapsed)
+    parts = [panic or b"", _CAPTURE_BOOT.format(release=release).encode()]
+    parts.append(f"Copying data                                      : [{frac * 100:5.1f} %] /           eta: "
+                 f"{max(0, int(capture.seconds - elapsed))}s\n".encode())
+    if capturing:
+        return b"".join(parts)
+    if capture.outcome == "incomplete":
+        parts.append(f"[{capture.seconds:12.6f}] kdump[543]: saving vmcore failed, _exitcode:1\n".encode())
+        parts.append(f"[{capture.seconds:12.6f}] kdump[601]: Executing failure action systemctl reboot -f\n".encode())
+    else:
+        parts.append(f"[{capture.seconds:12.6f}] kdump[560]: saving vmcore complete\n".encode())
+        parts.append(f"[{capture.seconds:12.6f}] kdump[590]: Executing final action systemctl reboot -f\n".encode())
+    # GetInstanceConsoleOutput returns the output of the last start: the normal boot only.
+    return _NORMAL_BOOT.format(release=release).encode()
 
 
 @dataclass
@@ -118,6 +186,13 @@ class SimInstance:
     os_type: str = "linux"
     runs: list[str] = field(default_factory=lambda: ["ok"])
     agent_head: int = 0
+    memory_gib: int = 0
+    capture: Capture | None = None
+    crashed_at: float | None = None  # when the simulation first saw it (the crash)
+
+    def release(self) -> str:
+        p = self.root / "proc" / "sys" / "kernel" / "osrelease"
+        return p.read_text().strip() if p.exists() else "4.18.0-513.5.1.el8_9.x86_64"
 
     @classmethod
     def from_dir(cls, path: Path) -> SimInstance:
@@ -138,6 +213,9 @@ class SimInstance:
             os_type=str(meta.get("os_type", "linux")),
             runs=[str(r) for r in inv.get("runs", ["ok"])] or ["ok"],
             agent_head=int(inv.get("agent_head", 0)),
+            memory_gib=int(meta.get("memory_gib", 0)),
+            capture=Capture(float(meta["capture"].get("seconds", 600)), str(meta["capture"].get("outcome", "complete")))
+            if isinstance(meta.get("capture"), dict) else None,
         )
 
     def next_run(self) -> str:
@@ -212,18 +290,30 @@ def _failed(code: str) -> InvocationResult:
 class SimulatedCloud:
     """The EcsApi over simulated instances. Thread-safe: the storm test calls it concurrently."""
 
-    def __init__(self, instances: dict[str, SimInstance]) -> None:
+    def __init__(self, instances: dict[str, SimInstance], clock: Callable[[], float] = time.time) -> None:
         self.instances = instances
+        self.clock = clock  # wall seconds: how far a kdump capture has got
         self._invocations: dict[str, _Invocation] = {}
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self.calls: list[tuple[str, str]] = []  # (action, instance id), for tests and replay output
 
     @classmethod
-    def from_dir(cls, directory: str | os.PathLike[str]) -> SimulatedCloud:
+    def from_dir(cls, directory: str | os.PathLike[str], clock: Callable[[], float] = time.time) -> SimulatedCloud:
         d = Path(directory)
         found = {p.name: SimInstance.from_dir(p) for p in sorted(d.iterdir()) if p.is_dir() and p.name.startswith("i-")} if d.is_dir() else {}
-        return cls(found)
+        return cls(found, clock)
+
+    def _capturing(self, inst: SimInstance) -> float | None:
+        """Seconds since the crash while the instance is in its capture kernel, else None.
+        The crash is when the simulation first hears of the instance. Call with the lock."""
+        if inst.capture is None:
+            return None
+        now = self.clock()
+        if inst.crashed_at is None:
+            inst.crashed_at = now
+        elapsed = now - inst.crashed_at
+        return elapsed if inst.capture.progress(elapsed)[0] else None
 
     def _get(self, region: str, instance_id: str) -> SimInstance:
         inst = self.instances.get(instance_id)
@@ -237,6 +327,8 @@ class SimulatedCloud:
             inst = self.instances.get(instance_id)
             if inst is None or inst.region != region:
                 return None
+            if self._capturing(inst) is not None:
+                return "Running"  # the capture kernel runs inside the same instance
             return inst.statuses.pop(0) if len(inst.statuses) > 1 else inst.statuses[0]
 
     def instance_info(self, region: str, instance_id: str) -> InstanceInfo | None:
@@ -247,12 +339,14 @@ class SimulatedCloud:
                 return None
             return InstanceInfo(instance_id, inst.region, inst.os_type, inst.name,
                                 "Windows Server 2022" if inst.os_type.lower() == "windows" else "",
-                                inst.statuses[0])
+                                inst.statuses[0], inst.memory_gib * 1024)
 
     def cloud_assistant_online(self, region: str, instance_id: str) -> bool:
         with self._lock:
             self.calls.append(("DescribeCloudAssistantStatus", instance_id))
-            return self._get(region, instance_id).agent_online
+            inst = self._get(region, instance_id)
+            # the capture kernel starts no Cloud Assistant agent
+            return inst.agent_online and self._capturing(inst) is None
 
     def run_command(self, region: str, instance_id: str, script: str, parameters: dict[str, str], timeout: int) -> str:
         import base64
@@ -265,8 +359,9 @@ class SimulatedCloud:
             self.calls.append(("RunCommand", instance_id))
             inst = self._get(region, instance_id)
             invoke_id = f"t-sim{next(self._ids):08d}"
-            run = inst.next_run()
-        if not inst.agent_online:
+            capturing = self._capturing(inst) is not None
+            run = inst.next_run() if not capturing else "ClientNotRunning"
+        if not inst.agent_online or capturing:
             result = _failed("ClientNotRunning")
         elif inst.error_code:
             result = _failed(inst.error_code)
@@ -307,4 +402,8 @@ class SimulatedCloud:
     def console_output(self, region: str, instance_id: str) -> bytes | None:
         with self._lock:
             self.calls.append(("GetInstanceConsoleOutput", instance_id))
-            return self._get(region, instance_id).console
+            inst = self._get(region, instance_id)
+            if inst.capture is None:
+                return inst.console
+            self._capturing(inst)
+            return capture_console(inst.console, inst.release(), inst.capture, self.clock() - (inst.crashed_at or 0.0))
