@@ -31,6 +31,10 @@ ENV: dict[str, tuple[str, type]] = {
     "COLLECT_COMMAND_TIMEOUT": ("collect_command_timeout", int),
     "COLLECT_POLL_SECONDS": ("collect_poll_seconds", float),
     "COLLECT_MAX_BYTES": ("collect_max_bytes", int),
+    # waiting for a guest that is saving a kdump capture (docs/PIPELINE.md, "Waiting for the guest")
+    "GUEST_WAIT_MINUTES": ("guest_wait_minutes", int),
+    "CAPTURE_STALL_MINUTES": ("capture_stall_minutes", int),
+    "EARLY_NOTICE": ("early_notice", bool),
     "UPLOAD_URL_TTL": ("upload_url_ttl", int),
     "REPORT_LINK_TTL": ("report_link_ttl", int),
     "ALIBABA_CLOUD_ACCESS_KEY_ID": ("access_key_id", str),
@@ -104,6 +108,15 @@ class Settings:
     collect_command_timeout: int = 120  # RunCommand Timeout
     collect_poll_seconds: float = 3.0  # first poll interval; grows with backoff
     collect_max_bytes: int = 11000  # the script's whole output, inside the 12,000 bytes the agent keeps
+    # A guest whose console shows a kdump capture under way is waited for (a state, checked
+    # again with backoff; no function sleeps through it) until this long after the crash.
+    # makedumpfile filters and writes a few hundred MB/s at best: a 512 GiB instance can
+    # take well over an hour, so two hours covers large instances without waiting forever.
+    guest_wait_minutes: int = 120
+    # A capture whose console shows no progress (phase, percentage) for this long is hung.
+    capture_stall_minutes: int = 20
+    # Tell people "crashed; waiting for the dump" when a capture is first seen (once).
+    early_notice: bool = True
     upload_url_ttl: int = 900  # presigned PUT lifetime for the guest's full-log upload
     report_link_ttl: int = 7 * 24 * 3600
     access_key_id: str = ""

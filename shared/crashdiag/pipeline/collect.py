@@ -17,6 +17,11 @@ What the real service does, and what this module does about it:
 - Cloud Assistant ends an invocation with a documented ErrorCode; each one maps to a next
   step (``NEXT_STEP``): run again once the guest is back, read the serial console, or stop
   with the reason.
+- After a panic with kdump, the instance runs the capture kernel (ECS: Running, agent
+  offline) until the dump is saved, which can outlast many function timeouts. When the
+  console shows a capture under way (``capture.read_capture``) and a ``GuestWait`` is
+  given, collect does not sleep through it: it returns ``waiting`` with what it saw, and
+  the pipeline checks again later, until the capture ends, stalls or the deadline passes.
 - While the crash reboot is under way, ECS can still say Running and the agent can look
   online, so a command can land on the boot before the crash: the script reports its boot
   time and a log from an earlier boot than the event's ``executeStartTime`` is run again.
@@ -28,6 +33,7 @@ import base64
 import gzip
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +100,18 @@ NEXT_STEP: dict[str, tuple[str, str, str]] = {
 GUEST_UNREACHABLE = frozenset(code for code, (step, _, _) in NEXT_STEP.items() if step == "rerun")
 
 WINDOWS_NOTICE = "Windows instance: not diagnosed by this tool"
+
+
+@dataclass(frozen=True)
+class GuestWait:
+    """How long an incident may wait for a guest that is saving a kdump capture: wall
+    clock ``now`` and ``deadline`` (epoch seconds), the previous check's record (for
+    telling a slow capture from a hung one) and how long without progress is hung."""
+
+    now: float
+    deadline: float
+    stall_seconds: float
+    previous: dict | None = None
 
 
 class _NotYet(Exception):
@@ -163,11 +181,13 @@ def _failure(reason: str, advice: str) -> dict[str, str]:
 
 
 class Collector:
-    def __init__(self, ecs: EcsApi | None, settings: Settings, clock: Callable[[], float], sleep: Callable[[float], None]) -> None:
+    def __init__(self, ecs: EcsApi | None, settings: Settings, clock: Callable[[], float], sleep: Callable[[float], None],
+                 wait: GuestWait | None = None) -> None:
         self.ecs = ecs
         self.settings = settings
         self.clock = clock
         self.sleep = sleep
+        self.wait = wait
 
     def _wait(self, deadline: float, check: Callable[[], Any], first: float | None = None) -> Any:
         """Call ``check`` until it returns without raising _NotYet or the deadline passes.
@@ -220,6 +240,10 @@ class Collector:
                 )
                 result["notice"] = WINDOWS_NOTICE
                 return result
+            if info.memory_mib:
+                result["instance"]["memory_gib"] = round(info.memory_mib / 1024)
+        if self.wait is not None and self._capture_first(region, instance_id, result):
+            return result
         guest_error = None
         runs = 0
         while True:
@@ -253,6 +277,53 @@ class Collector:
                 return self._console(region, instance_id, result, why)
             result["notes"].append(f"{why}: running the script again")
             self.sleep(delay)
+
+    # -- waiting for a kdump capture -----------------------------------------------------
+
+    def _capture_first(self, region: str, instance_id: str, result: dict) -> bool:
+        """Before any sleeping: an agent that is offline while the console shows a capture
+        means "come back later", not "wait here"."""
+        try:
+            if self.ecs.cloud_assistant_online(region, instance_id):
+                return False
+            text = self.ecs.console_output(region, instance_id)
+        except CloudError:
+            return False  # the usual path below handles (and records) API trouble
+        return self._capture_wait(text, result)
+
+    def _capture_wait(self, text: bytes | str | None, result: dict) -> bool:
+        """True when the incident should wait for the capture (``result["waiting"]`` says
+        what was seen); False to go on now, with a note when the wait is over."""
+        from .capture import read_capture
+
+        w = self.wait
+        if w is None:
+            return False
+        view = read_capture(text)
+        result["capture"] = view.to_json()
+        if not view.in_progress:
+            return False
+        prev = w.previous or {}
+        token = view.token()
+        since = float(prev.get("token_since", w.now)) if prev.get("token") == token else w.now
+        started = float(prev.get("first_seen", w.now))
+        if w.now >= w.deadline:
+            result["notes"].append(
+                f"waited {int((w.now - started) // 60)} min for the kdump capture; at the deadline it had not "
+                f"finished ({view.describe()}), so the console is all there is")
+            return False
+        if w.now - since >= w.stall_seconds:
+            result["notes"].append(
+                f"the kdump capture showed no progress for {int((w.now - since) // 60)} min ({view.describe()}): "
+                "treated as hung")
+            return False
+        result["waiting"] = {
+            "reason": view.describe(), "capture": view.to_json(), "token": token, "token_since": since,
+            "first_seen": started, "checked_at": w.now, "checks": int(prev.get("checks", 0)) + 1,
+            "deadline": w.deadline, "instance_status": "Running", "agent_online": False,
+            "memory_gib": (result.get("instance") or {}).get("memory_gib"),
+        }
+        return True
 
     # -- steps ---------------------------------------------------------------------------
 
@@ -390,6 +461,8 @@ class Collector:
         except CloudError as exc:
             text = None
             result["attempts"].append({"step": "console_output", "error": exc.code})
+        if self._capture_wait(text, result):
+            return result
         if text and text.strip():
             result["method"] = "console"
             result["complete"] = False
