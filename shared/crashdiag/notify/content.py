@@ -43,6 +43,31 @@ def who(notice: dict[str, Any]) -> str:
     return notice.get("source_name") or "?"
 
 
+def early_card(notice: dict[str, Any], waiting: dict[str, Any], lang: str) -> Message:
+    """The notice sent before the diagnosis: the instance crashed and kdump is saving its
+    dump, which can take long on a large instance; the report follows."""
+    import datetime as dt
+
+    T = text_for(lang)
+    name = who(notice)
+    gib = waiting.get("memory_gib")
+    memory = T["early_memory"].format(gib=gib) if gib else ""
+    blocks = [Block("title", T["early_title"], {"instance": name})]
+    blocks.append(Block("field", T["instance"], {"value": name}))
+    blocks.append(Block("field", T["region"], {"value": notice.get("region") or ""}))
+    blocks.append(Block("field", T["time"], {"value": notice.get("event_time") or ""}))
+    blocks.append(Block("field", T["early_status"], {"value": T["early_waiting"].format(memory=memory)}))
+    capture = waiting.get("capture") or {}
+    if lang == "en" and waiting.get("reason"):
+        blocks.append(Block("field", T["early_console"], {"value": plain(str(waiting["reason"]), 200)}))
+    elif capture.get("percent") is not None:
+        blocks.append(Block("field", T["early_console"], {"value": f"makedumpfile {float(capture['percent']):.0f}%"}))
+    if waiting.get("deadline"):
+        at = dt.datetime.fromtimestamp(float(waiting["deadline"]), dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        blocks.append(Block("field", T["early_deadline"], {"value": at}))
+    return Message(T["early_title"], {"instance": name}, blocks, f"{notice['id']}")
+
+
 def _fix_text(d: dict[str, Any], T: dict[str, str], lang: str) -> str:
     """The fix status in the message's language. The classifier's ``fix_detail`` is English
     prose: English messages quote it, others say the same from the status and the running

@@ -114,6 +114,36 @@ class Notifier:
                 self._send_one(notice, ch, holder, report, cache)
         return self.summarise(notice)
 
+    def notify_early(self, prefix: str, incident: dict[str, Any], waiting: dict[str, Any]) -> dict[str, Any]:
+        """Before the diagnosis: "crashed, waiting for the dump" (docs/NOTIFY.md). Its own
+        notice kind, with a ledger per channel under ``<incident>/early/``, so it goes out at
+        most once per channel whatever retries; calling again retries a failed send. It is
+        never held for a digest: a throttled robot skips it (the report will follow)."""
+        from .content import early_card
+
+        notice = {"id": notice_id(prefix) + ".early", "prefix": f"{prefix}early/", "instance_id": incident.get("instance_id"),
+                  "instance_name": incident.get("instance_name"), "region": incident.get("region"),
+                  "event_time": incident.get("event_time")}
+        holder = uuid.uuid4().hex[:12]
+        told: dict[str, str] = {}
+        for ch in self.channels:
+            led = Ledger(self.store, notice["prefix"], ch.name)
+            now = self.now()
+            v = led.view()
+            if v.done:
+                told[ch.name] = "sent before"
+                continue
+            if not self._open(led, v, now) or (ch.rate_limited and self._throttled(ch, now)):
+                told[ch.name] = "skipped"
+                continue
+            if not led.claim(v.next, holder=holder, now=now, lease=self.settings.notify_lease_seconds, via="early"):
+                told[ch.name] = "skipped"
+                continue
+            out = self._send_chunk(ch, [(notice, v, led)], lambda: early_card(notice, waiting, self.settings.lang),
+                                   via="early", holder=holder)
+            told[ch.name] = out.status
+        return {"incident": prefix, "early": told}
+
     def _notice(self, prefix: str, report_key: str, report: dict[str, Any]) -> dict[str, Any]:
         key = f"{prefix}notify/notice.json"
         existing = self.store.get_json(key, immutable=True)
