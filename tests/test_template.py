@@ -223,6 +223,11 @@ def test_environment_variables_are_settings_the_code_reads(name):
     assert env["OSS_BUCKET"] == {"Fn::GetAtt": ["Bucket", "Name"]}
     for var, value in env.items():
         if ENV[var][1] is int:
+            if isinstance(value, dict) and "Ref" in value:  # a parameter: a string with a number's pattern
+                param = PARAMETERS[value["Ref"]]
+                assert param["Type"] == "String" and int(param["Default"]) > 0, (var, param)
+                assert re.fullmatch(param["AllowedPattern"], param["Default"]), (var, param)
+                continue
             assert isinstance(value, str) and int(value) > 0, (var, value)  # FC wants strings
     lang = PARAMETERS[env["CRASHDIAG_LANG"]["Ref"]]
     assert set(lang["AllowedValues"]) == {"en", "zh"}

@@ -10,11 +10,19 @@ After diagnosis the notify stage runs: with ``DINGTALK_WEBHOOK`` / ``SMTP_HOST``
 ``MAIL_TO`` set it sends for real; a channel that is not configured writes its message
 to the outbox folder instead (``out/outbox``: the DingTalk payload as JSON, the email as
 .eml), and the card is printed.
+
+On simulated instances, time is simulated too: the clock starts at the event's time and
+moves only when the pipeline waits. An incident that waits for its guest (a kdump
+capture) is driven on by the reconciler, as the timer would, until it ends: a capture of
+ninety minutes replays in seconds.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -37,17 +45,61 @@ def outbox_dir(settings: Settings) -> str:
     return settings.outbox_dir or str(Path(settings.store_dir).parent / "outbox")
 
 
-def build_local_pipeline(settings: Settings, notifier: Any = None) -> Pipeline:
+class SimulatedTime:
+    """A wall clock that moves only when slept or set: replay's time on simulated instances."""
+
+    def __init__(self, start: float) -> None:
+        self.t = start
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        return self.t
+
+    def sleep(self, seconds: float) -> None:
+        with self._lock:
+            self.t += max(0.0, seconds)
+
+    def advance_to(self, t: float) -> None:
+        with self._lock:
+            self.t = max(self.t, t)
+
+
+def _event_time(payload: bytes) -> float | None:
+    """When the replayed crash happened (the earliest executeStartTime or publishTime)."""
+    from .pipeline.events import Accepted, parse_events
+
+    times = []
+    for outcome in parse_events(payload):
+        if isinstance(outcome, Accepted):
+            for k in ("execute_start_time", "publish_time"):
+                v = getattr(outcome.event, k, None)
+                try:
+                    times.append(dt.datetime.fromisoformat(str(v).replace("Z", "+00:00")).timestamp())
+                    break
+                except ValueError:
+                    continue
+    return min(times) if times else None
+
+
+def build_local_pipeline(settings: Settings, notifier: Any = None, clock: SimulatedTime | None = None) -> Pipeline:
     from .pipeline.runtime import build_ecs, build_notifier, build_store
 
     store = build_store(settings)
     ecs = build_ecs(settings) if (settings.instances_dir or settings.has_credentials) else None
     notifier = notifier or build_notifier(settings, store, outbox_dir=outbox_dir(settings))
-    pipeline = Pipeline(store, ecs, None, settings, notifier=notifier)
+    if clock is not None and settings.instances_dir:
+        if hasattr(ecs, "clock"):
+            ecs.clock = clock  # the simulated instance's capture runs on the same time
+        pipeline = Pipeline(store, ecs, None, settings, notifier=notifier, clock=clock, sleep=clock.sleep, wall=clock)
+    else:
+        pipeline = Pipeline(store, ecs, None, settings, notifier=notifier)
 
     def collect_then_diagnose(payload: bytes) -> None:
         ref = json.loads(payload)
         pipeline.collect(ref)
+        early = f"incidents/{ref['region']}/{ref['instance_id']}/{ref['incident_id']}/early.json"
+        if store.exists(early):  # the OSS trigger on early.json (the notice goes once per channel)
+            pipeline.notify(early)
         key = f"incidents/{ref['region']}/{ref['instance_id']}/{ref['incident_id']}/crash.log"
         if store.exists(key):  # the OSS trigger on crash.log, in-process
             pipeline.diagnose(key)
@@ -59,7 +111,12 @@ def build_local_pipeline(settings: Settings, notifier: Any = None) -> Pipeline:
 
 def replay(payload: bytes, settings: Settings, notifier: Any = None) -> dict[str, Any]:
     """Replay one event file; returns a JSON-able summary (and ``cards``: the messages sent)."""
-    pipeline = build_local_pipeline(settings, notifier)
+    try:
+        start = _event_time(payload)
+    except Exception:  # noqa: BLE001 - a malformed event is ingest's to reject, with its reason
+        start = None
+    clock = SimulatedTime((start + 60) if start else time.time()) if settings.instances_dir else None
+    pipeline = build_local_pipeline(settings, notifier, clock)
     try:
         data = json.loads(payload)
     except ValueError:
@@ -68,6 +125,8 @@ def replay(payload: bytes, settings: Settings, notifier: Any = None) -> dict[str
         result = _replay_oss(pipeline, payload)
     else:
         summary = pipeline.ingest(payload)
+        if clock is not None:
+            _drive_waiting(pipeline, summary.accepted, clock)
         pipeline.flush_notifications()  # what a storm held back goes out as one digest (the timer, in-process)
         incidents = []
         for prefix in summary.accepted + summary.duplicates:
@@ -75,6 +134,20 @@ def replay(payload: bytes, settings: Settings, notifier: Any = None) -> dict[str
         result = {"ingest": summary.to_json(), "incidents": incidents}
     result["cards"] = _cards(pipeline)
     return result
+
+
+def _drive_waiting(pipeline: Pipeline, prefixes: list[str], clock: SimulatedTime) -> None:
+    """Incidents waiting for their guest: move the clock to their next check and run the
+    reconciler, as its timer would, until each has a report (bounded: the wait has a deadline)."""
+    from .pipeline.reconcile import Reconciler
+
+    for _ in range(500):
+        waiting = [p for p in prefixes if not pipeline.store.exists(f"{p}report.json") and "waiting" in pipeline.states(p)]
+        if not waiting:
+            return
+        due = [float((pipeline.open_marker(p) or {}).get("next_check", clock())) for p in waiting]
+        clock.advance_to(min(due))
+        Reconciler(pipeline, workers=1).run()
 
 
 def _cards(pipeline: Pipeline) -> list[dict[str, Any]]:
@@ -112,6 +185,10 @@ def _incident(pipeline: Pipeline, prefix: str, duplicate: bool) -> dict[str, Any
         out["report_url"] = store.url(page if store.exists(page) else key, pipeline.settings.report_link_ttl)
         out["diagnosis"] = json.loads(store.get(key))
         out["notifications"] = _notifications(store, prefix)
+    if store.exists(f"{prefix}waiting.json"):
+        w = json.loads(store.get(f"{prefix}waiting.json"))
+        out["waited"] = {"checks": w.get("checks"), "reason": w.get("reason"),
+                         "minutes": int((float(w.get("checked_at", 0)) - float(w.get("first_seen", 0))) // 60)}
     failed = f"{prefix}state/90-failed.json"
     if store.exists(failed):
         out["failure"] = json.loads(store.get(failed))
@@ -153,6 +230,9 @@ def render_replay(result: dict[str, Any], lang: str) -> str:
         head = f"incident {inc['incident_id']}" + (" (duplicate delivery: already handled)" if inc["duplicate"] else "")
         lines.append(f"== {head}")
         lines.append(f"states: {' -> '.join(inc['states'])}")
+        if inc.get("waited"):
+            w = inc["waited"]
+            lines.append(f"waited for the guest: {w['checks']} checks over {w['minutes']} min (simulated): {plain(w['reason'])}")
         if inc.get("failure"):
             f = inc["failure"]
             lines.append(f"failed: {plain(f.get('reason'))}")

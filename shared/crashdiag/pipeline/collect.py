@@ -307,15 +307,20 @@ class Collector:
         token = view.token()
         since = float(prev.get("token_since", w.now)) if prev.get("token") == token else w.now
         started = float(prev.get("first_seen", w.now))
+        notes = result["notes"]
         if w.now >= w.deadline:
-            result["notes"].append(
+            notes.append(
                 f"waited {int((w.now - started) // 60)} min for the kdump capture; at the deadline it had not "
                 f"finished ({view.describe()}), so the console is all there is")
+            if len(notes) > 1 and notes[-1] in notes[:-1]:
+                notes.pop()
             return False
         if w.now - since >= w.stall_seconds:
-            result["notes"].append(
+            notes.append(
                 f"the kdump capture showed no progress for {int((w.now - since) // 60)} min ({view.describe()}): "
                 "treated as hung")
+            if len(notes) > 1 and notes[-1] in notes[:-1]:
+                notes.pop()  # seen by the first look and again before the console fallback
             return False
         result["waiting"] = {
             "reason": view.describe(), "capture": view.to_json(), "token": token, "token_since": since,

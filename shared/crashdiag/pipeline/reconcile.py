@@ -112,16 +112,26 @@ class Reconciler:
         if claims and float(claims[-1][1].get("lease_until", 0)) > now:
             p.come_back_at(prefix, float(claims[-1][1]["lease_until"]) + 1, f"{stage} is running", kicks=kicks)
             return f"{stage} running"
-        if len(claims) >= s.stage_max_attempts:
+        died = [c for c in claims if not c[1].get("released")]  # a released claim waited on purpose
+        if len(died) >= s.stage_max_attempts:
             if stage == "diagnose":
-                p.diagnosis_did_not_finish(prefix, len(claims))
+                p.diagnosis_did_not_finish(prefix, len(died))
                 later(s.notify_deadline, "diagnosis did not finish: failure report written")
                 return "failed (diagnose)"
-            return self._fail(prefix, "collect", f"the crash log could not be collected: collection was started {len(claims)} "
+            return self._fail(prefix, "collect", f"the crash log could not be collected: collection was started {len(died)} "
                                                  "times and never finished (the function timed out or died each time)", later)
-        if not kick(stage):
+        # A guest that collect is waiting for (a kdump capture): the visit is a scheduled
+        # re-check, not a restart of a stage that never ran, until its deadline is past.
+        waiting = p._get_json(f"{prefix}waiting.json") if stage == "collect" and "waiting" in states else None
+        rechecking = waiting is not None and now < float(waiting.get("deadline", 0)) + lease
+        if not rechecking and not kick(stage):
             return self._fail(prefix, stage, f"{stage} was restarted {s.reconcile_max_kicks} times and never ran", later)
         self._invoke(fn, payload)
+        if rechecking:
+            marker = p.open_marker(prefix)  # None: the incident ended within the call (an inline invoker)
+            if marker is not None and float(marker.get("next_check", 0)) <= now:  # collect set no next check
+                later(lease, "collect re-checks the guest")
+            return "re-checked the guest"
         later(lease, f"{stage} restarted")
         return f"restarted {stage}"
 

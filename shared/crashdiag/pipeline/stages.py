@@ -46,7 +46,7 @@ from .events import Accepted, CrashEvent, Rejected, Skipped, parse_events
 
 log = logging.getLogger("crashdiag.pipeline")
 
-STATES = {"received": "00", "collecting": "10", "collected": "20", "diagnosed": "30", "notified": "40", "failed": "90"}
+STATES = {"received": "00", "collecting": "10", "waiting": "15", "collected": "20", "diagnosed": "30", "notified": "40", "failed": "90"}
 TERMINAL = "notified"  # told (or every channel gave its last word): nothing more will happen
 OPEN = "open/"
 
@@ -205,13 +205,23 @@ class Pipeline:
             if last.get("owner") != owner and float(last.get("lease_until", 0)) > now:
                 raise ClaimHeld(f"{stage} of {prefix} is held by {last.get('owner')} until {last.get('lease_until')}")
             n = last_n + 1
-        if n > max_attempts:
-            raise AttemptsExhausted(stage, n - 1)
+        died = sum(1 for _, c in taken if not c.get("released"))
+        if died + 1 > max_attempts:
+            raise AttemptsExhausted(stage, died)
         doc = {"stage": stage, "attempt": n, "owner": owner, "token": uuid.uuid4().hex, "at": now, "lease_until": now + lease}
         ours, theirs = self._create_owned(f"{prefix}claims/{stage}/{n:03d}.json", doc)
         if not ours:  # a racing invocation took this number a moment ago: its lease is live
             raise ClaimHeld(f"{stage} of {prefix} was just claimed by {theirs.get('owner')}")
         return Claim(stage, n, owner, doc["lease_until"])
+
+    def release(self, prefix: str, claim: Claim) -> None:
+        """End ``claim`` on purpose (collect waiting for its guest): its lease is over and it
+        does not count against STAGE_MAX_ATTEMPTS."""
+        key = f"{prefix}claims/{claim.stage}/{claim.number:03d}.json"
+        doc = self._get_json(key) or {}
+        if doc.get("owner") == claim.owner:
+            doc.update({"released": True, "lease_until": self.wall()})
+            self._put(key, _json(doc))
 
     # --- the index of open incidents (read by the reconciler) ---------------------------
 
@@ -345,12 +355,22 @@ class Pipeline:
                 return put_public(f"{prefix}guest-upload.log", ttl) if put_public else None
             return self.store.put_url(f"{prefix}guest-upload.log", ttl)
 
-        result = Collector(self.ecs, self.settings, self.clock, self.sleep).collect(
+        wait = self._guest_wait(prefix, ev)
+        result = Collector(self.ecs, self.settings, self.clock, self.sleep, wait=wait).collect(
             ev["region"], ev["instance_id"], _since(ev), upload=upload, boot_after=_epoch(ev.get("execute_start_time"))
         )
         name = (result.get("instance") or {}).pop("name", None)  # from DescribeInstances; kept once, below
         if name and not ev.get("instance_name"):
             ev = {**ev, "instance_name": str(name)[:128]}
+        if result.get("waiting"):
+            return self._wait_for_guest(prefix, ev, result, claim)
+        if wait.previous:  # provenance: how long we waited and what the console last showed
+            prev = wait.previous
+            result["waited"] = {"checks": prev.get("checks"), "since": prev.get("first_seen"), "until": wait.now,
+                                "minutes": int((wait.now - float(prev.get("first_seen", wait.now))) // 60),
+                                "last_seen": prev.get("reason"), "capture": prev.get("capture")}
+            result["notes"].append(f"waited {result['waited']['minutes']} min ({prev.get('checks')} checks) for the guest "
+                                   f"while kdump saved its dump; last seen on the console: {prev.get('reason')}")
         log_bytes = result.pop("_log", None)
         if result.get("log", {}).get("uploaded") == "yes":
             try:
@@ -370,6 +390,44 @@ class Pipeline:
         self._put(f"{prefix}crash.log", log_bytes, content_type="text/plain; charset=utf-8", if_absent=True)
         self.set_state(prefix, "collected", method=result["method"], complete=result["complete"])
         return result
+
+    # --- waiting for a guest that is saving a kdump capture (docs/PIPELINE.md) -------------
+
+    def _guest_wait(self, prefix: str, ev: dict):
+        """How long this incident may still wait for its guest: GUEST_WAIT_MINUTES after the
+        crash (the event's executeStartTime, else when the first wait began)."""
+        from .collect import GuestWait
+
+        now = self.wall()
+        previous = self._get_json(f"{prefix}waiting.json")
+        start = _epoch(ev.get("execute_start_time")) or _epoch(ev.get("publish_time"))
+        if previous and not start:
+            start = float(previous.get("first_seen", now))
+        if not start or start > now:
+            start = now
+        return GuestWait(now=now, deadline=start + 60 * self.settings.guest_wait_minutes,
+                         stall_seconds=60 * self.settings.capture_stall_minutes, previous=previous)
+
+    def _wait_for_guest(self, prefix: str, ev: dict, result: dict, claim: Claim) -> dict:
+        """Record what the guest looks like now and end the invocation: the reconciler comes
+        back (with backoff, never past the deadline) and collect runs again. Write order:
+        waiting.json (what was seen), state/15-waiting once, the claim released (a wait is
+        not a failed attempt), then the open marker's next check."""
+        w = dict(result["waiting"])
+        w.update({"instance_id": ev["instance_id"], "region": ev["region"], "attempts": result.get("attempts", []),
+                  "notes": result.get("notes", [])})
+        self._put(f"{prefix}waiting.json", _json(w))
+        self.set_state(prefix, "waiting", reason=w["reason"], memory_gib=w.get("memory_gib"))
+        self.release(prefix, claim)
+        delay = min(60.0 * 2 ** (int(w["checks"]) - 1), 600.0)
+        self.come_back_at(prefix, min(self.wall() + delay, float(w["deadline"]) + 1), f"waiting for the guest: {w['reason']}")
+        if self.settings.early_notice:
+            # Collect holds RunCommand and reads guest text: it sends nothing itself. early.json
+            # (created once) triggers the notify function, which tells people once per channel.
+            incident = {**ev, "event_time": ev.get("execute_start_time") or ev.get("publish_time")}
+            self._put(f"{prefix}early.json", _json({"incident": incident, "waiting": w}), if_absent=True)
+        log.info("%s waits for its guest: %s (check %d)", prefix, w["reason"], w["checks"])
+        return {"waiting": w, "incident": ev}
 
     def _private(self, record: dict, previous: dict | None = None) -> dict:
         """What a stage stores besides crash.log: command-line secrets masked always; with
@@ -507,8 +565,23 @@ class Pipeline:
         return self.notifier
 
     def notify(self, report_key: str) -> dict:
-        """Tell people about one new report.json (DingTalk, email); returns notify.json."""
+        """Tell people about one new report.json (DingTalk, email); returns notify.json.
+        An incident's early.json (collect waits for a kdump capture) is the early notice."""
+        if report_key.endswith("/early.json"):
+            return self.notify_early(report_key)
         return self._mark_notified(self._notifier().notify_report(report_key))
+
+    def notify_early(self, early_key: str) -> dict:
+        """"crashed, waiting for the dump", once per channel; the incident stays open."""
+        check_key(early_key)
+        if not (early_key.startswith("incidents/") and early_key.endswith("/early.json")):
+            raise ValueError(f"{early_key} is not an incident's early.json")
+        doc = self._get_json(early_key) or {}
+        prefix = early_key[: -len("early.json")]
+        out = self._notifier().notify_early(prefix, doc.get("incident") or {}, doc.get("waiting") or {})
+        told = [name for name, status in out["early"].items() if status in ("sent", "sent before")]
+        return {"incident": prefix, "told": bool(told), "early": True,
+                "channels": {name: {"status": status} for name, status in out["early"].items()}}
 
     def flush_notifications(self) -> list[dict]:
         """Send what the notification outbox still owes (digests, retries, follow-ups)."""

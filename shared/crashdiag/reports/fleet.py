@@ -164,10 +164,45 @@ def update_fleet_index(store: ObjectStore, now: dt.datetime | None = None) -> di
     return index
 
 
+# The pipeline's index of unfinished incidents (crashdiag.pipeline.stages.OPEN): one small
+# marker each, so listing it costs what is open, never what the bucket holds.
+OPEN_PREFIX = "open/"
+
+
+def waiting_incidents(store: ObjectStore) -> list[dict[str, Any]]:
+    """Incidents whose collect waits for the guest (a kdump capture under way), newest
+    first: what their last check saw, from each one's waiting.json."""
+    out = []
+    for key in store.list(OPEN_PREFIX):
+        try:
+            marker = json.loads(store.get(key))
+            if not str(marker.get("why", "")).startswith("waiting for the guest"):
+                continue
+            prefix = str(marker.get("prefix") or "")
+            w = json.loads(store.get(f"{prefix}waiting.json"))
+        except (NotFound, StoreUnavailable, ValueError, AttributeError):
+            continue
+        if not isinstance(w, dict):
+            continue
+        out.append({"instance": w.get("instance_id"), "region": w.get("region"), "reason": w.get("reason"),
+                    "memory_gib": w.get("memory_gib"), "checks": w.get("checks"),
+                    "since": _iso_epoch(w.get("first_seen")), "until": _iso_epoch(w.get("deadline")),
+                    "checked": _iso_epoch(w.get("checked_at"))})
+    return sorted(out, key=lambda r: str(r["since"]), reverse=True)
+
+
+def _iso_epoch(t: Any) -> str:
+    try:
+        return dt.datetime.fromtimestamp(float(t), dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (TypeError, ValueError, OverflowError, OSError):
+        return ""
+
+
 def rebuild_fleet(store: ObjectStore, lang: str = "en", link: Link | None = None,
                   now: dt.datetime | None = None) -> dict[str, Any]:
     """The timer's job: update the index, render fleet/index.html, return a summary."""
     index = update_fleet_index(store, now)
+    index["waiting"] = waiting_incidents(store)  # live, not kept in the index: it changes every check
     page = render_fleet_html(index, lang, link=link)
     store.put(HTML_KEY, page.encode("utf-8"), content_type="text/html; charset=utf-8")
     return {"index": INDEX_KEY, "page": HTML_KEY, "reports": len(index["reports"]), **index["stats"]}
@@ -304,6 +339,8 @@ LABELS: dict[str, dict[str, str]] = {
         "page": "Crash overview", "eyebrow": "ecs-crashdiag fleet", "updated": "updated", "reports": "Reports",
         "instances": "Instances", "fingerprints": "Distinct crashes", "affected_n": "Instances on an affected kernel",
         "per_day": "Crashes per day by kind", "last_days": "last {n} days to {day}", "no_reports": "No report in the store yet.",
+        "waiting": "Waiting for the guest: kdump is saving a dump", "waiting_since": "Crashed", "waiting_status": "Console",
+        "waiting_until": "Waits until", "memory": "Memory",
         "issues": "Known issues with a fix: instances still on an affected kernel", "issue": "Known issue",
         "category": "Category", "n_inst": "Instances", "crashes": "Crashes", "kernels": "Kernels", "upgrade": "Upgrade to",
         "no_issues": "No instance is known to run a kernel that a catalogued fix postdates.",
@@ -318,6 +355,8 @@ LABELS: dict[str, dict[str, str]] = {
         "page": "宕机总览", "eyebrow": "ecs-crashdiag 实例群", "updated": "更新于", "reports": "报告数",
         "instances": "实例数", "fingerprints": "不同宕机", "affected_n": "运行受影响内核的实例",
         "per_day": "每日宕机（按类型）", "last_days": "截至 {day} 的最近 {n} 天", "no_reports": "存储中还没有报告。",
+        "waiting": "等待实例恢复：kdump 正在保存内存转储", "waiting_since": "宕机时间", "waiting_status": "串口输出",
+        "waiting_until": "最长等待至", "memory": "内存",
         "issues": "已有修复的已知问题：仍运行受影响内核的实例", "issue": "已知问题",
         "category": "类别", "n_inst": "实例数", "crashes": "宕机次数", "kernels": "内核", "upgrade": "升级到",
         "no_issues": "没有实例运行在已知修复版本之前的内核上。",
@@ -410,6 +449,7 @@ def render_fleet_html(index: dict[str, Any], lang: str = "en", link: Link | None
         KINDS=KIND_LABELS.get(lang, KIND_LABELS["en"]), CATEGORIES=CATEGORY_LABELS.get(lang, CATEGORY_LABELS["en"]),
         report_url=lambda key: link(report_page_key(key)),
         updated=index.get("updated") or "", errors=errors, chart=chart,
+        waiting=[facts(w) for w in index.get("waiting") or []],
         counts={"reports": len(rows), "instances": len({r.get("instance") for _, r in rows if r.get("instance")}),
                 "fingerprints": len(groups), "affected": len(affected_instances)},
         issues=[facts({"rule": g["rule"], "title": g.get("title"), "category": g.get("category"), "instances": len(g["instances"]),
