@@ -536,16 +536,18 @@ def test_notify_fires_once_per_report_and_never_on_what_it_writes():
     from crashdiag.notify import report_prefix
 
     triggers = {lid: t for lid, t in oss_triggers().items() if t["FunctionName"] == "notify"}
-    assert len(triggers) == 2
+    assert len(triggers) == 3  # incident reports, inbox reports, incidents' early notices
     inc = "incidents/cn-hangzhou/i-bp1crashdemo01/e-bp1crash0001/"
-    reports = [inc + "report.json", "reports/inbox/messages.txt/report.json"]
+    reports = [inc + "report.json", "reports/inbox/messages.txt/report.json", inc + "early.json"]
     for key in reports:
         assert sum(trigger_matches(t, key) for t in triggers.values()) == 1, key
-        assert report_prefix(key)  # the notify stage takes it
+        if key.endswith("report.json"):
+            assert report_prefix(key)  # the notify stage takes it
     written = [inc + "notify.json", inc + "notify/notice.json", inc + "notify/dingtalk/a001-claim.json",
                inc + "notify/email/a001-sent.json", inc + "notify/email/done.json", inc + "report.md",
                "notify/pending/2026-11-26/i-bp1crashdemo01.e-bp1crash0001.json", "notify/rate/dingtalk/20261126T1000/00.json",
-               "notify/digests/digest-20261126T100000-0123456789.dingtalk.json", "notify/throttle/dingtalk.json"]
+               "notify/digests/digest-20261126T100000-0123456789.dingtalk.json", "notify/throttle/dingtalk.json",
+               inc + "waiting.json", inc + "early/notify/dingtalk/a001-claim.json", inc + "early/notify/email/done.json"]
     for key in written + _sample_keys()["written"]:
         assert not any(trigger_matches(t, key) for t in triggers.values()) or key in reports, f"{key} would trigger notify"
     for key in written:

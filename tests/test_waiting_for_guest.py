@@ -13,8 +13,8 @@ import shutil
 from pathlib import Path
 
 from crashdiag.cloud.store import LocalStore
-from crashdiag.reports.fleet import rebuild_fleet
 from crashdiag.replay import SimulatedTime, _event_time, build_local_pipeline, replay
+from crashdiag.reports.fleet import rebuild_fleet
 from crashdiag.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
