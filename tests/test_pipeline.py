@@ -84,8 +84,11 @@ def test_boot_loop_with_agent_offline_falls_back_to_the_serial_console(world):
     assert rep["collection"]["method"] == "console" and rep["collection"]["complete"] is False
     assert rep["incident"]["host_failure"] is True
     assert rep["diagnosis"]["kind"] == "vfs_no_root"
-    assert world.ecs_server.count("GetInstanceConsoleOutput") == 1
+    # one look for a kdump capture under way when the agent is first seen offline (none:
+    # a boot loop), one for the log after the wait for the agent
+    assert world.ecs_server.count("GetInstanceConsoleOutput") == 2
     assert world.ecs_server.count("RunCommand") == 0
+    assert "waiting" not in world.pipeline.states(prefix)
 
 
 def test_instance_that_never_returns_to_running(world):
