@@ -274,7 +274,7 @@ def test_cli_table_tag_filter_and_store(tmp_path):
     assert p.stdout.startswith("3 of 4 instances")
     assert KDUMP_OFF not in p.stdout and HEALTHY in p.stdout
     assert "fix: sysctl -w vm.panic_on_oom=0" in p.stdout
-    written = sorted(x.name for x in (tmp_path / "store").rglob("*.json"))
+    written = sorted(x.name for x in (tmp_path / "store").rglob("*.json") if "summary" not in x.parts)
     assert written == sorted(f"{i}.json" for i in (HEALTHY, NO_CKMEM, OOM_PANIC, OLD_KERNEL))
     assert run_cli("audit", "--instances", str(tmp_path / "nope")).returncode == 2
     assert run_cli("audit", "--instances", "events/instances", "--tag", "novalue").returncode == 2
@@ -283,3 +283,83 @@ def test_cli_table_tag_filter_and_store(tmp_path):
 def test_fixture_trees_are_what_the_generator_writes():
     p = subprocess.run([sys.executable, str(INSTANCES / "make_audit_instances.py"), "--check"], capture_output=True, check=False)
     assert p.returncode == 0, p.stderr
+
+
+# --- what people see: the fleet's readiness, the incident's, the weekly digest -----------------
+
+
+def audited_store(tmp_path: Path, *extra: str) -> Path:
+    store = tmp_path / "store"
+    p = run_cli("audit", "--instances", "events/instances", "--store", str(store), *extra)
+    assert p.returncode == 0, p.stderr
+    return store
+
+
+def test_fleet_readiness_is_merged_from_region_summaries(tmp_path):
+    import datetime as dt
+
+    from crashdiag.cloud.store import LocalStore
+    from crashdiag.reports.readiness import load_readiness
+
+    store = LocalStore(audited_store(tmp_path, "--account", "1111222233334444"))
+    summaries = store.list("audit/summary/")
+    assert [k.rsplit("/", 2)[1:] for k in summaries] == [["cn-hangzhou", "1111222233334444.json"]]
+    today = dt.datetime.now(dt.timezone.utc).date().isoformat()
+    view = load_readiness(store, today)
+    assert (view["audited"], view["ready"]) == (11, 3)  # healthy, panic_on_oom=1, old kernel
+    assert view["accounts"] == ["1111222233334444"] and view["regions"] == ["cn-hangzhou"]
+    top = {p["id"]: p for p in view["problems"]}
+    assert top["kdump"]["status"] == "fail" and top["kdump"]["fix"]
+    assert top["vm.panic_on_oom"]["count"] == 2  # the seed's oom instance and the new one
+    issues = {g["rule"]: g for g in view["exposed"]}
+    blk = issues["blk-mq-timeout-null-deref"]
+    assert blk["upgrade_to"] == ["3.10.0-1160.88.1.el7"]
+    assert {i["instance_id"] for i in blk["instances"]} == {OLD_KERNEL, "i-bp1kdumpel7demo01"}
+    assert load_readiness(store, "2031-01-01") is None  # nothing within the window
+
+
+def test_an_incident_report_carries_its_instances_last_audit(tmp_path):
+    from fixtures_world import replay_events
+
+    audited_store(tmp_path)
+    store = replay_events(tmp_path / "store", "eventbridge-crash-kdump-executing.json")
+    key = next(k for k in store.list("incidents/") if k.endswith("/report.json"))
+    report = json.loads(store.get(key))
+    ra = report["readiness"]
+    assert ra["ready"] is False and ra["audited_at"]
+    assert {p["id"] for p in ra["problems"] if p["status"] == "fail"} == {"dump-tools"}
+    assert [e["rule"] for e in ra["exposed"]] == ["blk-mq-timeout-null-deref"]
+    md_text = store.get(key.replace("report.json", "report.md")).decode()
+    assert "## Readiness at the last audit" in md_text and "blk-mq-timeout-null-deref" in md_text
+
+
+def test_a_never_audited_instance_says_so(tmp_path):
+    from fixtures_world import replay_events
+
+    store = replay_events(tmp_path / "store", "eventbridge-crash-kdump-executing.json")
+    key = next(k for k in store.list("incidents/") if k.endswith("/report.json"))
+    assert json.loads(store.get(key))["readiness"] is None
+
+
+def test_weekly_readiness_digest_goes_once_through_the_channels(tmp_path):
+    import datetime as dt
+
+    from crashdiag.cloud.store import LocalStore
+    from crashdiag.notify.readiness_digest import send_readiness_digest
+    from crashdiag.settings import Settings
+
+    store = LocalStore(audited_store(tmp_path))
+    outbox = tmp_path / "outbox"
+    settings = Settings.from_env({}, outbox_dir=str(outbox), lang="en")
+    today = dt.datetime.now(dt.timezone.utc).date()
+    r = send_readiness_digest(store, settings, today, page_url="https://example.invalid/fleet/index.html")
+    assert r["status"] == "sent" and (r["ready"], r["audited"]) == (3, 11)
+    assert set(r["outcomes"]) == {"dingtalk", "email"}
+    card = json.loads(next(outbox.glob("readiness-*.dingtalk.json")).read_text())
+    text = card["markdown"]["text"]
+    assert "3 of 11 instances" in text and "blk\\-mq\\-timeout\\-null\\-deref" in text and "3\\.10\\.0\\-1160\\.88\\.1\\.el7" in text
+    assert "sysctl \\-w vm\\.panic\\_on\\_oom\\=0" in text  # the most common fix, escaped for Markdown
+    mail = next(outbox.glob("readiness-*.eml")).read_text()
+    assert "Subject: [readiness] 3 of 11 instances ready for the next crash" in mail
+    assert send_readiness_digest(store, settings, today)["status"] == "already sent"
+    assert send_readiness_digest(LocalStore(tmp_path / "empty"), settings, today)["status"] == "skipped"

@@ -93,16 +93,30 @@ def run_audit(api: Any, region: str, instances: list[Any], *, account: str = "",
     return results
 
 
-def store_results(store: Any, results: list[dict[str, Any]], day: str) -> list[str]:
-    """Write each result to audit/<day>/<region>/<instance>.json; returns the keys."""
+def store_results(store: Any, results: list[dict[str, Any]], day: str, region: str | None = None,
+                  account: str = "") -> list[str]:
+    """Write each result to audit/<day>/<region>/<instance>.json, then one summary per
+    region and account (audit/summary/<day>/<region>/<account>.json: what the fleet page
+    reads, so it never reads every instance). Returns the instance keys. Each object is
+    written whole; a run that dies is simply redone by the next timer."""
     from ..cloud.store import retry_transient
+    from ..reports.readiness import region_summary, summary_key
+
+    def put(key: str, doc: dict[str, Any]) -> None:
+        data = json.dumps(doc, ensure_ascii=False, sort_keys=True).encode()
+        retry_transient(lambda: store.put(key, data, content_type="application/json"))
 
     keys = []
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in results:
         key = audit_key(day, r.get("region") or "unknown", r["instance_id"])
-        data = json.dumps(r, ensure_ascii=False, sort_keys=True).encode()
-        retry_transient(lambda key=key, data=data: store.put(key, data, content_type="application/json"))
+        put(key, r)
         keys.append(key)
+        groups.setdefault((r.get("region") or "unknown", r.get("account") or ""), []).append(r)
+    if region and not groups:  # nothing to audit today: say so, or yesterday's rows would stand
+        groups[(region, account)] = []
+    for (region, account), rs in sorted(groups.items()):
+        put(summary_key(day, region, account), region_summary(rs, day, region, account))
     return keys
 
 
@@ -112,7 +126,7 @@ def audit_region(api: Any, store: Any, region: str, *, tag: tuple[str, str] | No
     now = now or dt.datetime.now(dt.timezone.utc)
     instances = api.list_instances(region, tag)
     results = run_audit(api, region, instances, account=account, now=now, **kw)
-    keys = store_results(store, results, now.strftime("%Y-%m-%d"))
+    keys = store_results(store, results, now.strftime("%Y-%m-%d"), region, account)
     return {"region": region, "instances": len(instances), "ready": sum(1 for r in results if r["ready"]),
             "exposed": sum(1 for r in results if r["exposed"]), "written": len(keys)}
 

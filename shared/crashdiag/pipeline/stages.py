@@ -435,6 +435,11 @@ class Pipeline:
         record, for the stages after it) and the command line hidden (SECURITY.md)."""
         from ..reports.redact import mask_report, redact_record
 
+        inc = report.get("incident") or {}
+        if "readiness" not in report and inc.get("instance_id") and inc.get("region"):
+            from ..reports.readiness import last_audit
+
+            report["readiness"] = last_audit(self.store, inc["region"], inc["instance_id"])  # None: never audited
         if self.settings.redact:
             return redact_record(record, previous=previous)
         return mask_report(record)

@@ -454,3 +454,145 @@ def render_table(results: list[dict[str, Any]]) -> str:
         if not problems(r) and not r.get("exposed"):
             out.append("  all checks ok")
     return "\n".join(out)
+
+
+# --- the fleet's readiness: summaries the audit writes, merged for the fleet page --------------
+
+SUMMARY_PREFIX = "audit/summary/"
+SUMMARY_DAYS = 8  # the fleet page shows the newest audit of each region within this many days
+EXPOSED_SHOWN = 200  # instances listed per known issue on the page
+
+
+def compact_row(r: dict[str, Any]) -> dict[str, Any]:
+    """One instance in a region summary: what the fleet page and digest need, nothing more."""
+    return {
+        "instance_id": r["instance_id"], "name": r.get("name") or "", "region": r.get("region") or "",
+        "account": r.get("account") or "", "kernel": (r.get("kernel") or {}).get("release") or "",
+        "ready": bool(r.get("ready")), "audited_at": r.get("audited_at"),
+        "fail": [c["id"] for c in r.get("checks") or [] if c.get("status") == "fail"],
+        "warn": [c["id"] for c in r.get("checks") or [] if c.get("status") == "warn"],
+        "exposed": [{"rule": e["rule"], "title": e.get("title", ""), "upgrade_to": e.get("upgrade_to")} for e in r.get("exposed") or []],
+        "upgrade_to": r.get("upgrade_to"),
+    }
+
+
+def region_summary(results: list[dict[str, Any]], day: str, region: str, account: str) -> dict[str, Any]:
+    """What one audit run of one region (and account) found: a row per instance and, per
+    check that is not ok, how many instances it hit with the fixes seen for it."""
+    problems: dict[str, dict[str, Any]] = {}
+    for r in results:
+        for c in r.get("checks") or []:
+            if c.get("status") not in ("fail", "warn"):
+                continue
+            p = problems.setdefault(c["id"], {"id": c["id"], "fail": 0, "warn": 0, "fixes": {}, "detail": c.get("detail", "")})
+            p[c["status"]] += 1
+            if c.get("fix"):
+                p["fixes"][c["fix"]] = p["fixes"].get(c["fix"], 0) + 1
+    return {"schema_version": AUDIT_SCHEMA_VERSION, "day": day, "region": region, "account": account,
+            "rows": [compact_row(r) for r in results], "problems": sorted(problems.values(), key=lambda p: p["id"])}
+
+
+def summary_key(day: str, region: str, account: str) -> str:
+    return f"{SUMMARY_PREFIX}{day}/{region or 'unknown'}/{account or 'default'}.json"
+
+
+def load_readiness(store: Any, today: str | None = None, days: int = SUMMARY_DAYS) -> dict[str, Any] | None:
+    """The fleet's readiness from the newest summary of each (region, account) within
+    ``days`` of ``today``: reads one small object per region and account, whatever the
+    fleet's size. None when nothing was ever audited."""
+    import datetime as dt
+    import json
+
+    from ..cloud.store import NotFound
+
+    end = dt.date.fromisoformat(today) if today else dt.datetime.now(dt.timezone.utc).date()
+    newest: dict[tuple[str, str], str] = {}
+    for back in range(days):
+        day = (end - dt.timedelta(days=back)).isoformat()
+        for key in store.list(f"{SUMMARY_PREFIX}{day}/"):
+            parts = key[len(SUMMARY_PREFIX):].split("/")
+            if len(parts) == 3 and parts[2].endswith(".json"):
+                newest.setdefault((parts[1], parts[2][:-5]), key)
+    summaries = []
+    for key in sorted(newest.values()):
+        try:
+            doc = json.loads(store.get(key))
+        except (NotFound, ValueError):
+            continue
+        if isinstance(doc, dict) and isinstance(doc.get("rows"), list):
+            summaries.append(doc)
+    return merge_summaries(summaries) if summaries else None
+
+
+def merge_summaries(summaries: list[dict[str, Any]]) -> dict[str, Any]:
+    """One view of many region summaries: ready N of M, the most common problems with
+    their most common fix, exposed instances grouped by known issue."""
+    rows: dict[str, dict[str, Any]] = {}
+    problems: dict[str, dict[str, Any]] = {}
+    for s in summaries:
+        for row in s["rows"]:
+            if isinstance(row, dict) and isinstance(row.get("instance_id"), str):
+                rows[row["instance_id"]] = row
+        for p in s.get("problems") or []:
+            q = problems.setdefault(p["id"], {"id": p["id"], "fail": 0, "warn": 0, "fixes": {}, "detail": p.get("detail", "")})
+            q["fail"] += int(p.get("fail") or 0)
+            q["warn"] += int(p.get("warn") or 0)
+            for fix, n in (p.get("fixes") or {}).items():
+                q["fixes"][fix] = q["fixes"].get(fix, 0) + int(n)
+    top = []
+    for p in problems.values():
+        fixes = sorted(p["fixes"].items(), key=lambda kv: (-kv[1], kv[0]))
+        top.append({"id": p["id"], "status": "fail" if p["fail"] else "warn", "count": p["fail"] + p["warn"],
+                    "fail": p["fail"], "warn": p["warn"], "detail": p["detail"], "fix": fixes[0][0] if fixes else "",
+                    "other_fixes": len(fixes) - 1 if fixes else 0})
+    top.sort(key=lambda p: (p["status"] != "fail", -p["count"], p["id"]))
+    issues: dict[str, dict[str, Any]] = {}
+    for row in rows.values():
+        for e in row.get("exposed") or []:
+            g = issues.setdefault(e["rule"], {"rule": e["rule"], "title": e.get("title", ""), "instances": [], "upgrade_to": set()})
+            g["instances"].append({k: row.get(k) for k in ("instance_id", "name", "region", "account", "kernel")}
+                                  | {"upgrade_to": e.get("upgrade_to")})
+            if e.get("upgrade_to"):
+                g["upgrade_to"].add(e["upgrade_to"])
+    exposed = []
+    for g in sorted(issues.values(), key=lambda g: (-len(g["instances"]), g["rule"])):
+        inst = sorted(g["instances"], key=lambda i: (i["region"] or "", i["instance_id"]))
+        exposed.append({"rule": g["rule"], "title": g["title"], "count": len(inst), "upgrade_to": sorted(g["upgrade_to"]),
+                        "instances": inst[:EXPOSED_SHOWN]})
+    ordered = sorted(rows.values(), key=lambda r: (r.get("ready", False), r.get("region") or "", r["instance_id"]))
+    return {
+        "day": max(s["day"] for s in summaries),
+        "audited": len(rows), "ready": sum(1 for r in rows.values() if r.get("ready")),
+        "exposed_instances": sum(1 for r in rows.values() if r.get("exposed")),
+        "regions": sorted({r.get("region") or "" for r in rows.values()} - {""}),
+        "accounts": sorted({r.get("account") or "" for r in rows.values()} - {""}),
+        "problems": top, "exposed": exposed, "instances": ordered,
+    }
+
+
+def last_audit(store: Any, region: str, instance_id: str, today: str | None = None,
+               days: int = SUMMARY_DAYS) -> dict[str, Any] | None:
+    """The instance's newest audit within ``days`` (for its incident report): when, ready
+    or not, what was not ok, what it was exposed to. None when it was not audited."""
+    import datetime as dt
+    import json
+
+    from ..cloud.store import NotFound, StoreError, check_key
+
+    end = dt.date.fromisoformat(today) if today else dt.datetime.now(dt.timezone.utc).date()
+    for back in range(days):
+        key = f"audit/{(end - dt.timedelta(days=back)).isoformat()}/{region}/{instance_id}.json"
+        try:
+            check_key(key)
+            doc = json.loads(store.get(key))
+        except (NotFound, ValueError):
+            continue
+        except StoreError:
+            return None  # the report goes out without it rather than not at all
+        if not isinstance(doc, dict):
+            continue
+        return {"audited_at": doc.get("audited_at"), "ready": bool(doc.get("ready")),
+                "problems": [{k: c.get(k, "") for k in ("id", "status", "detail", "fix")} for c in problems(doc)][:20],
+                "exposed": [{k: e.get(k) for k in ("rule", "title", "upgrade_to")} for e in doc.get("exposed") or []][:20],
+                "upgrade_to": doc.get("upgrade_to")}
+    return None

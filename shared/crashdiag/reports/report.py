@@ -27,13 +27,17 @@ _L = {
            "suspect": "Suspect module", "collected": "Log obtained from", "complete": "complete", "partial": "partial",
            "advice": "Before the next crash", "evidence": "Evidence", "trace": "Call trace", "rule": "Known issue",
            "host": "The host failed (SystemFailure.Reboot): the guest may be innocent.", "none": "No crash report was found in the collected log.",
-           "knob": "Setting that caused the reboot", "commands": "Check", "failed": "Not collected"},
+           "knob": "Setting that caused the reboot", "commands": "Check", "failed": "Not collected",
+           "audit": "Readiness at the last audit", "audit_ready": "ready: a crash leaves a vmcore and its dmesg",
+           "audit_not_ready": "not ready: a crash may leave no kdump evidence", "exposed": "exposed to", "upgrade": "upgrade to"},
     "zh": {"title": "宕机诊断报告", "instance": "实例", "region": "地域", "event": "事件", "kind": "类型",
            "confidence": "可信度", "cause": "原因", "remedy": "处理建议", "fix": "修复状态",
            "suspect": "可疑模块", "collected": "日志来源", "complete": "完整", "partial": "不完整",
            "advice": "为下次宕机做好准备", "evidence": "关键日志", "trace": "调用栈", "rule": "已知问题",
            "host": "物理机故障（SystemFailure.Reboot）：实例内部可能没有问题。", "none": "采集到的日志中没有发现宕机报告。",
-           "knob": "导致重启的配置", "commands": "检查命令", "failed": "未能采集"},
+           "knob": "导致重启的配置", "commands": "检查命令", "failed": "未能采集",
+           "audit": "最近一次巡检时的就绪状态", "audit_ready": "就绪：宕机时会留下 vmcore 和 dmesg",
+           "audit_not_ready": "未就绪：宕机时可能没有 kdump 证据", "exposed": "受影响的已知问题", "upgrade": "升级到"},
 }
 
 
@@ -140,6 +144,14 @@ def render_markdown(report: dict[str, Any], lang: str) -> str:
         out += ["", f"**{L['suspect']}**: {md(mods['suspect'])} — {md(mods.get('suspect_reason') or '')}"]
     if report.get("advice"):
         out += ["", f"## {L['advice']}", ""] + [f"- {md(a['text'], 1000)}" for a in report["advice"]]
+    ra = report.get("readiness")
+    if ra:
+        out += ["", f"## {L['audit']} ({md(ra.get('audited_at') or '?')})", "",
+                f"- {md(L['audit_ready'] if ra.get('ready') else L['audit_not_ready'])}"]
+        out += [f"- **{md(p['status'])}** `{plain(p['id'])}`: {md(p['detail'], 300)}" + (f" — `{plain(p['fix'], 300)}`" if p.get("fix") else "")
+                for p in ra.get("problems") or []]
+        out += [f"- {md(L['exposed'])} `{plain(e['rule'])}`: {md(e.get('title') or '', 200)}, {md(L['upgrade'])} {md(e.get('upgrade_to') or '?')}"
+                for e in ra.get("exposed") or []]
     if d.get("evidence"):
         out += ["", f"## {L['evidence']}", "", md_code_block(d["evidence"])]
     if d.get("call_trace"):
