@@ -271,11 +271,11 @@ def test_cli_judges_every_simulated_instance():
 def test_cli_table_tag_filter_and_store(tmp_path):
     p = run_cli("audit", "--instances", "events/instances", "--tag", "crashdiag:audit=true", "--store", str(tmp_path / "store"))
     assert p.returncode == 0, p.stderr
-    assert p.stdout.startswith("3 of 4 instances")
+    assert p.stdout.startswith("3 of 5 instances")  # and the tagged Shanghai instance
     assert KDUMP_OFF not in p.stdout and HEALTHY in p.stdout
     assert "fix: sysctl -w vm.panic_on_oom=0" in p.stdout
     written = sorted(x.name for x in (tmp_path / "store").rglob("*.json") if "summary" not in x.parts)
-    assert written == sorted(f"{i}.json" for i in (HEALTHY, NO_CKMEM, OOM_PANIC, OLD_KERNEL))
+    assert written == sorted(f"{i}.json" for i in (HEALTHY, NO_CKMEM, OOM_PANIC, OLD_KERNEL, "i-uf6shanghai00007"))
     assert run_cli("audit", "--instances", str(tmp_path / "nope")).returncode == 2
     assert run_cli("audit", "--instances", "events/instances", "--tag", "novalue").returncode == 2
 
@@ -303,18 +303,19 @@ def test_fleet_readiness_is_merged_from_region_summaries(tmp_path):
 
     store = LocalStore(audited_store(tmp_path, "--account", "1111222233334444"))
     summaries = store.list("audit/summary/")
-    assert [k.rsplit("/", 2)[1:] for k in summaries] == [["cn-hangzhou", "1111222233334444.json"]]
+    assert [k.rsplit("/", 2)[1:] for k in summaries] == [["cn-hangzhou", "1111222233334444.json"],
+                                                          ["cn-shanghai", "1111222233334444.json"]]
     today = dt.datetime.now(dt.timezone.utc).date().isoformat()
     view = load_readiness(store, today)
-    assert (view["audited"], view["ready"]) == (11, 3)  # healthy, panic_on_oom=1, old kernel
-    assert view["accounts"] == ["1111222233334444"] and view["regions"] == ["cn-hangzhou"]
+    assert (view["audited"], view["ready"]) == (12, 3)  # healthy, panic_on_oom=1, old kernel
+    assert view["accounts"] == ["1111222233334444"] and view["regions"] == ["cn-hangzhou", "cn-shanghai"]
     top = {p["id"]: p for p in view["problems"]}
     assert top["kdump"]["status"] == "fail" and top["kdump"]["fix"]
     assert top["vm.panic_on_oom"]["count"] == 2  # the seed's oom instance and the new one
     issues = {g["rule"]: g for g in view["exposed"]}
     blk = issues["blk-mq-timeout-null-deref"]
     assert blk["upgrade_to"] == ["3.10.0-1160.88.1.el7"]
-    assert {i["instance_id"] for i in blk["instances"]} == {OLD_KERNEL, "i-bp1kdumpel7demo01"}
+    assert {i["instance_id"] for i in blk["instances"]} == {OLD_KERNEL, "i-bp1kdumpel7demo01", "i-uf6shanghai00007"}
     assert load_readiness(store, "2031-01-01") is None  # nothing within the window
 
 
@@ -353,13 +354,13 @@ def test_weekly_readiness_digest_goes_once_through_the_channels(tmp_path):
     settings = Settings.from_env({}, outbox_dir=str(outbox), lang="en")
     today = dt.datetime.now(dt.timezone.utc).date()
     r = send_readiness_digest(store, settings, today, page_url="https://example.invalid/fleet/index.html")
-    assert r["status"] == "sent" and (r["ready"], r["audited"]) == (3, 11)
+    assert r["status"] == "sent" and (r["ready"], r["audited"]) == (3, 12)
     assert set(r["outcomes"]) == {"dingtalk", "email"}
     card = json.loads(next(outbox.glob("readiness-*.dingtalk.json")).read_text())
     text = card["markdown"]["text"]
-    assert "3 of 11 instances" in text and "blk\\-mq\\-timeout\\-null\\-deref" in text and "3\\.10\\.0\\-1160\\.88\\.1\\.el7" in text
+    assert "3 of 12 instances" in text and "blk\\-mq\\-timeout\\-null\\-deref" in text and "3\\.10\\.0\\-1160\\.88\\.1\\.el7" in text
     assert "sysctl \\-w vm\\.panic\\_on\\_oom\\=0" in text  # the most common fix, escaped for Markdown
     mail = next(outbox.glob("readiness-*.eml")).read_text()
-    assert "Subject: [readiness] 3 of 11 instances ready for the next crash" in mail
+    assert "Subject: [readiness] 3 of 12 instances ready for the next crash" in mail
     assert send_readiness_digest(store, settings, today)["status"] == "already sent"
     assert send_readiness_digest(LocalStore(tmp_path / "empty"), settings, today)["status"] == "skipped"

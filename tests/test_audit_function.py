@@ -69,7 +69,8 @@ def test_the_audit_audits_tagged_instances_through_the_sdk_from_settings(fleet, 
         assert {v for k, v in runs[0].params.items() if k.startswith("InstanceId.")} == TAGGED
         assert runs[0].params["Name"] == "crashdiag-audit" and "Parameters" not in runs[0].params
 
-    keys = oss_store.list("audit/")
+    keys = [k for k in oss_store.list("audit/") if not k.startswith("audit/summary/")]
+    assert len(oss_store.list("audit/summary/")) == 1  # one summary for the region and account
     assert sorted(k.rsplit("/", 1)[1] for k in keys) == sorted(f"{i}.json" for i in TAGGED)
     assert all(k.split("/")[2] == REGION for k in keys)
     old = json.loads(oss_store.get(next(k for k in keys if "oldkern" in k)))
@@ -118,7 +119,9 @@ def test_many_instances_go_in_calls_of_at_most_100(tmp_path, oss_store):  # noqa
 def test_an_offline_agent_is_recorded_not_lost(fleet, oss_store):  # noqa: F811
     with EcsFleetStandIn(fleet) as server:
         summary = audit_region(sdk(server), oss_store, REGION, sleep=lambda _s: None, poll=0.0)
-    # every Linux fixture instance (events/instances/ has a Windows one, which the audit leaves out)
-    assert summary["instances"] == sum(1 for i in fleet.cloud.instances.values() if i.os_type.lower() != "windows")
+    # every Linux fixture instance of the region (events/instances/ has a Windows one, which the
+    # audit leaves out, and a Shanghai one)
+    assert summary["instances"] == sum(1 for i in fleet.cloud.instances.values()
+                                       if i.os_type.lower() != "windows" and i.region == REGION)
     boot = json.loads(oss_store.get(next(k for k in oss_store.list("audit/") if "bootloop" in k)))
     assert boot["ready"] is False and "ClientNotRunning" in boot["error"]

@@ -78,6 +78,8 @@ ENV: dict[str, tuple[str, type]] = {
     "CRASHDIAG_DIAGNOSE_FUNCTION": ("fc_diagnose_function", str),
     "CRASHDIAG_NOTIFY_FUNCTION": ("fc_notify_function", str),
     "OSS_TIMEOUT": ("oss_timeout", float),
+    # a central bucket in another region (docs/DEPLOY-MANY.md)
+    "OSS_BUCKET_REGION": ("oss_bucket_region", str),
 }
 SECRET_FIELDS = frozenset({"access_key_secret", "security_token", "dingtalk_webhook", "dingtalk_secret", "smtp_password",
                            "report_link_access_key_secret"})
@@ -176,6 +178,9 @@ class Settings:
     fc_diagnose_function: str = "diagnose"
     fc_notify_function: str = "notify"
     oss_timeout: float = 5.0  # per OSS request (oss2: connect, and each read); internal endpoint, same region
+    # The bucket's region when it is not the function's own (one central bucket for many
+    # regions and accounts): requests then go to its public endpoint.
+    oss_bucket_region: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:

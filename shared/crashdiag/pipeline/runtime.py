@@ -60,8 +60,13 @@ def build_store(settings: Settings, credentials: CredentialSource | Credentials 
 
         if credentials is None:
             credentials = Credentials(settings.access_key_id, settings.access_key_secret, settings.security_token)
-        region = oss_region(settings)
-        endpoint = settings.oss_endpoint or f"https://oss-{region}-internal.aliyuncs.com"
+        region = settings.oss_bucket_region or oss_region(settings)
+        # An internal endpoint answers only inside its own region (OSS "Regions and endpoints",
+        # https://www.alibabacloud.com/help/en/oss/user-guide/regions-and-endpoints): a central
+        # bucket elsewhere is reached, by the functions and by the guests' presigned uploads,
+        # through its public endpoint.
+        here = not settings.region or region == settings.region
+        endpoint = settings.oss_endpoint or f"https://oss-{region}{'-internal' if here else ''}.aliyuncs.com"
         # Links for people: the public endpoint unless one is set (an explicit OSS_ENDPOINT
         # without OSS_LINK_ENDPOINT, as in tests, serves both).
         link_endpoint = settings.oss_link_endpoint or (None if settings.oss_endpoint else f"https://oss-{region}.aliyuncs.com")

@@ -436,6 +436,8 @@ class Pipeline:
         from ..reports.redact import mask_report, redact_record
 
         inc = report.get("incident") or {}
+        if inc and not inc.get("account") and self.settings.account_id:
+            inc["account"] = self.settings.account_id  # the stack's account: one bucket may hold many
         if "readiness" not in report and inc.get("instance_id") and inc.get("region"):
             from ..reports.readiness import last_audit
 

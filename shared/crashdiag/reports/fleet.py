@@ -87,6 +87,7 @@ def index_row(report: dict[str, Any], indexed_at: dt.datetime) -> dict[str, Any]
         "instance": inc.get("instance_id"),
         "name": inc.get("instance_name"),
         "region": inc.get("region"),
+        "account": inc.get("account"),
         "host_failure": bool(inc.get("host_failure")),
         "kind": d.get("kind") or "none",
         "title": plain(d.get("title") or "", 160),
