@@ -153,15 +153,16 @@ def tag_of(settings: Any) -> tuple[str, str] | None:
     return key, value
 
 
-def build_fleet_api(settings: Any) -> Any:
-    """Simulated instances when ``CRASHDIAG_INSTANCES_DIR`` is set, else the ECS SDK."""
+def build_fleet_api(settings: Any, credentials: Any = None) -> Any:
+    """Simulated instances when ``CRASHDIAG_INSTANCES_DIR`` is set, else the ECS SDK
+    (signing with ``credentials``, a ``CredentialSource`` read on every request, when given)."""
     if settings.instances_dir:
         from ..cloud.ecs_fleet import SimulatedFleet
 
         return SimulatedFleet.from_dir(settings.instances_dir)
     from ..cloud.ecs_fleet import SdkFleetApi
 
-    return SdkFleetApi.from_settings(settings)
+    return SdkFleetApi.from_settings(settings, credentials=credentials)
 
 
 def audit_from_settings(settings: Any, api: Any = None, store: Any = None, now: dt.datetime | None = None,
