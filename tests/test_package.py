@@ -98,7 +98,7 @@ def code_zips(tmp_path_factory) -> Path:
 
 
 def test_one_zip_per_function(code_zips):
-    assert FUNCTIONS == ["collect", "diagnose", "fleet", "notify", "notify_flush", "on_ecs_event", "reconcile"]
+    assert FUNCTIONS == ["audit", "collect", "diagnose", "fleet", "notify", "notify_flush", "on_ecs_event", "reconcile"]
     assert sorted(p.name for p in code_zips.glob("*.zip")) == sorted(package.zip_name(f) for f in FUNCTIONS)
 
 
@@ -202,7 +202,7 @@ def test_requirements_split_keeps_the_ecs_sdk_for_collect():
     assert {package.canonical(r) for r in base} == names - package.COLLECT_ONLY
     for needed in ("oss2", "aliyun-fc2", "tenacity", "pyyaml", "fastjsonschema"):
         assert needed in {package.canonical(r) for r in base}
-    assert package.FUNCTIONS_WITH_ECS == {"collect"}
+    assert package.FUNCTIONS_WITH_ECS == {"collect", "audit"}
 
 
 def test_only_the_page_writers_carry_the_template_engine():

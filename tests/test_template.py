@@ -218,9 +218,20 @@ def test_environment_variables_are_settings_the_code_reads(name):
     unknown = set(env) - set(ENV)
     assert not unknown, f"{name} sets variables no code reads: {sorted(unknown)}"
     assert not set(env) & SECRETS, "FC supplies the role's credentials itself"
+    if isinstance(env.get("OSS_LINK_ENDPOINT"), dict):
+        cond, central, own = env["OSS_LINK_ENDPOINT"]["Fn::If"]
+        assert cond == "UseCentralBucket" and text(central) == "https://oss-${CentralBucketRegion}.aliyuncs.com"
+        assert text(own) == "https://oss-${ALIYUN::Region}.aliyuncs.com"
     for var in ("CRASHDIAG_LANG", "CRASHDIAG_REGION", "OSS_BUCKET", "OSS_ENDPOINT"):
         assert var in env, f"{name} lacks {var}"
-    assert env["OSS_BUCKET"] == {"Fn::GetAtt": ["Bucket", "Name"]}
+    # the stack's own bucket, or the central one when CentralBucket is set (docs/DEPLOY-MANY.md)
+    assert env["OSS_BUCKET"] == {"Fn::If": ["UseCentralBucket", {"Ref": "CentralBucket"}, {"Fn::GetAtt": ["Bucket", "Name"]}]}
+    assert env["OSS_BUCKET_REGION"] == {"Fn::If": ["UseCentralBucket", {"Ref": "CentralBucketRegion"}, {"Ref": "ALIYUN::Region"}]}
+    local, away = env["OSS_ENDPOINT"]["Fn::If"][2], env["OSS_ENDPOINT"]["Fn::If"][1]
+    assert env["OSS_ENDPOINT"]["Fn::If"][0] == "CentralElsewhere"
+    assert text(local) == "https://oss-${ALIYUN::Region}-internal.aliyuncs.com"
+    assert text(away) == "https://oss-${CentralBucketRegion}.aliyuncs.com"  # internal endpoints answer in-region only
+    assert env["ALIBABA_CLOUD_ACCOUNT_ID"] == {"Ref": "ALIYUN::TenantId"}
     for var, value in env.items():
         if ENV[var][1] is int:
             if isinstance(value, dict) and "Ref" in value:  # a parameter: a string with a number's pattern
@@ -295,20 +306,50 @@ def test_no_wildcard_actions():
             assert st["Effect"] == "Allow"
 
 
-def ecs_actions_in_code() -> set[str]:
-    source = (SHARED / "cloud" / "ecs_sdk.py").read_text(encoding="utf-8")
+def ecs_actions_in_code(module: str = "ecs_sdk.py") -> set[str]:
+    source = (SHARED / "cloud" / module).read_text(encoding="utf-8")
     requests = {f"ecs:{m}" for m in re.findall(r"models\.(\w+)Request\(", source)}
     labels = {f"ecs:{m}" for m in re.findall(r"self\._call\(\s*\"(\w+)\"", source)}
-    assert requests and requests == labels, "ecs_sdk.py: request classes and _call labels disagree"
+    assert requests and requests == labels, f"{module}: request classes and _call labels disagree"
     return requests
 
 
-def test_ecs_actions_are_exactly_the_sdk_calls_and_only_collect_has_them():
+def test_ecs_actions_are_exactly_the_sdk_calls_and_only_collect_and_audit_have_them():
     assert actions(role_of("collect"), "ecs") == ecs_actions_in_code()
+    # the audit lists instances, runs its script and reads the results: nothing else of ECS
+    assert actions(role_of("audit"), "ecs") == ecs_actions_in_code("ecs_fleet.py") == {
+        "ecs:DescribeInstances", "ecs:RunCommand", "ecs:DescribeInvocationResults"}
+    assert role_of("audit") != role_of("collect")
     for name in FUNCTIONS:
-        if name != "collect":
-            assert role_of(name) != role_of("collect"), name
+        if name not in ("collect", "audit"):
+            assert role_of(name) not in (role_of("collect"), role_of("audit")), name
             assert not actions(role_of(name), "ecs"), f"{name} may call ECS"
+
+
+def test_the_audit_exists_only_when_enabled():
+    assert PARAMETERS["AuditEnabled"]["Default"] == "false"
+    assert TEMPLATE["Conditions"]["AuditOn"] == {"Fn::Equals": ["true", {"Ref": "AuditEnabled"}]}
+    audit_ids = {FUNCTION_IDS["audit"], role_of("audit"), service_of("audit")}
+    audit_ids |= {lid for lid, r in of_type("ALIYUN::FC::Trigger").items() if r["Properties"]["FunctionName"] == "audit"}
+    assert len(audit_ids) == 4
+    for lid in audit_ids:
+        assert RESOURCES[lid].get("Condition") == "AuditOn", lid
+    (timer,) = [r["Properties"] for r in of_type("ALIYUN::FC::Trigger").values() if r["Properties"]["FunctionName"] == "audit"]
+    assert timer["TriggerType"] == "timer" and timer["TriggerConfig"]["CronExpression"] == {"Ref": "AuditSchedule"}
+    env = FUNCTIONS["audit"]["EnvironmentVariables"]
+    assert env["CRASHDIAG_AUDIT_TAG"] == {"Ref": "AuditTag"} and PARAMETERS["AuditTag"]["Default"] == "crashdiag:audit=true"
+    from crashdiag.settings import Settings
+
+    Settings.from_env({"CRASHDIAG_AUDIT_TAG": PARAMETERS["AuditTag"]["Default"]})  # a tag the code accepts
+    for lid, r in of_type("ALIYUN::RAM::ManagedPolicy").items():  # a policy for the audit role exists only with it
+        if {"Fn::GetAtt": ["AuditRole", "RoleName"]} in r["Properties"]["Roles"]:
+            assert r["Condition"] in ("AuditLogging", "AuditCentral"), lid
+
+
+def test_a_member_stack_leaves_the_bucket_wide_timers_to_the_bucket_owner():
+    owned = {r["Properties"]["TriggerName"] for r in of_type("ALIYUN::FC::Trigger").values() if r.get("Condition") == "OwnsBucket"}
+    assert owned == {"every-minute", "every-15-minutes", "daily-digest", "weekly-readiness"}
+    assert TEMPLATE["Conditions"]["OwnsBucket"] == {"Fn::Equals": ["", {"Ref": "CentralBucket"}]}
 
 
 # Actions that cannot be scoped per instance stay on '*'; everything else is scoped to
@@ -328,6 +369,9 @@ def test_ecs_permissions_are_scoped_to_instances_and_commands():
     for action in ("ecs:RunCommand", "ecs:DescribeInvocationResults", "ecs:DescribeCloudAssistantStatus",
                    "ecs:GetInstanceConsoleOutput"):
         assert action in actions(role) and action not in ECS_UNSCOPED
+    role = role_of("audit")
+    for action in actions(role, "ecs"):
+        assert resources_for(role, action) == (["*"] if action in ECS_UNSCOPED else ECS_SCOPE), action
 
 
 def all_policy_documents() -> list[dict]:
@@ -370,7 +414,9 @@ def test_no_value_drops_whole_properties_only():
 def test_logging_permission_exists_only_with_a_logstore():
     policies = of_type("ALIYUN::RAM::ManagedPolicy")
     for lid, r in policies.items():
-        assert r.get("Condition") == "HasLogging", lid
+        if "log:PostLogStoreLogs" in str(r["Properties"]["PolicyDocument"]):
+            assert r.get("Condition") in ("HasLogging", "AuditLogging"), lid
+    assert TEMPLATE["Conditions"]["AuditLogging"] == {"Fn::And": [{"Condition": "HasLogging"}, {"Condition": "AuditOn"}]}
     for role in service_roles():
         assert "log:PostLogStoreLogs" in actions(role) and managed_policies_of(role), role
 
@@ -404,12 +450,18 @@ def oss_actions_in_code() -> set[str]:
 
 def test_oss_actions_cover_the_store_calls_on_our_bucket_only():
     assert text(props("Bucket")["BucketName"]) == "${BucketName}"
+    ours = ("acs:oss:*:*:${BucketName}", "acs:oss:*:*:${BucketName}/*", "acs:oss:*:*:${CentralBucket}",
+            "acs:oss:*:*:${CentralBucket}/*")
     for role in service_roles():
         assert actions(role, "oss") == oss_actions_in_code()
         for action in actions(role, "oss"):
             for res in resources_for(role, action):
-                assert res in ("acs:oss:*:*:${BucketName}", "acs:oss:*:*:${BucketName}/*"), (action, res)
-        assert resources_for(role, "oss:ListObjects") == ["acs:oss:*:*:${BucketName}"]
+                assert res in ours, (action, res)
+        assert resources_for(role, "oss:ListObjects") == ["acs:oss:*:*:${BucketName}", "acs:oss:*:*:${CentralBucket}"]
+    # the central bucket's statements exist only when one is given
+    for lid, r in of_type("ALIYUN::RAM::ManagedPolicy").items():
+        if "${CentralBucket}" in str(r["Properties"]["PolicyDocument"]):
+            assert r["Condition"] in ("UseCentralBucket", "AuditCentral"), lid
 
 
 def test_the_incidents_bucket_outlives_the_stack():
@@ -434,7 +486,7 @@ def test_fc_invoke_is_scoped_to_the_stages_that_are_started_or_restarted():
         "collect", "diagnose", "notify")
     assert not actions(role_of("collect"), "fc")  # collect starts nothing
     for r in service_roles():
-        assert set(actions(r)) - ecs_actions_in_code() - oss_actions_in_code() <= {
+        assert set(actions(r)) - ecs_actions_in_code() - ecs_actions_in_code("ecs_fleet.py") - oss_actions_in_code() <= {
             "fc:InvokeFunction", "mns:SendMessage", "log:PostLogStoreLogs"}
 
 
@@ -603,9 +655,9 @@ def test_fleet_rebuilds_on_a_timer_and_sends_one_daily_digest():
     timers = [t for t in (r["Properties"] for r in of_type("ALIYUN::FC::Trigger").values())
               if t["TriggerType"] == "timer" and t["FunctionName"] == "fleet"]
     payloads = sorted(t["TriggerConfig"]["Payload"] for t in timers)
-    assert payloads == ["", '{"digest": true}']
+    assert payloads == ["", '{"digest": true}', '{"readiness": true}']  # the weekly readiness digest
     env = FUNCTIONS["fleet"]["EnvironmentVariables"]
-    assert {"OSS_BUCKET", "DINGTALK_WEBHOOK", "DINGTALK_SECRET"} <= set(env)
+    assert {"OSS_BUCKET", "DINGTALK_WEBHOOK", "DINGTALK_SECRET", "SMTP_HOST", "MAIL_TO"} <= set(env)
 
 
 def test_outputs_name_the_bucket_and_functions():

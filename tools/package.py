@@ -94,7 +94,7 @@ REQUIRED_DATA = ("classifier/rules/rule.schema.json", "pipeline/guest/collect-cr
 # Requirements only the functions that call ECS need (collect, audit); the other functions'
 # zips leave them, and everything only they pull in, out.
 COLLECT_ONLY = frozenset({"alibabacloud-ecs20140526", "alibabacloud-tea-openapi"})
-FUNCTIONS_WITH_ECS = frozenset({"collect"})
+FUNCTIONS_WITH_ECS = frozenset({"collect", "audit"})
 # The template engine, only in the functions that write a page: fleet (fleet/index.html) and
 # every function that can end an incident with a report (pipeline/stages.py _write_report,
 # by way of Pipeline.fail too): collect, diagnose and the reconciler.
