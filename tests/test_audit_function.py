@@ -54,6 +54,11 @@ def sdk(server: EcsFleetStandIn) -> SdkFleetApi:
 
 
 def test_the_audit_function_audits_tagged_instances_through_the_sdk(fleet, oss_standin, oss_store, monkeypatch):  # noqa: F811
+    # the handler caches its store in the runtime module, as FC keeps it per instance: give
+    # this test a cache of its own so no other test meets this stack's bucket
+    from crashdiag.pipeline import runtime
+
+    monkeypatch.setattr(runtime, "_cache", {})
     # one account's key signs both the ECS and the OSS requests, as the function's role would
     with EcsFleetStandIn(fleet, access_keys={ACCESS_KEY_ID: ACCESS_KEY_SECRET}) as server:
         monkeypatch.setenv("ECS_ENDPOINT", f"http://{server.endpoint}")
