@@ -50,7 +50,7 @@ def load_handler():
 
 def sdk(server: EcsFleetStandIn) -> SdkFleetApi:
     return SdkFleetApi(access_key_id=STANDIN_KEY_ID, access_key_secret=STANDIN_SECRET, endpoint=server.endpoint,
-                       protocol="http", attempts=3, deadline=30.0, backoff_initial=0.01, backoff_max=0.05)
+                       protocol="http", attempts=3, deadline=300.0, backoff_initial=0.01, backoff_max=0.05, read_timeout=120.0)
 
 
 def test_the_audit_function_audits_tagged_instances_through_the_sdk(fleet, oss_standin, oss_store, monkeypatch):  # noqa: F811

@@ -253,3 +253,48 @@ def test_screenshots_tool(chromium, tmp_path):
     for name in ("incident.png", "fleet.png"):
         assert png_size(tmp_path / name) == (1280, 2000)
         assert (tmp_path / name).stat().st_size > 30_000  # a rendered page, not a blank one
+
+
+# --- the fleet page's readiness section, two regions and two accounts ------------------------
+
+
+def test_fleet_page_shows_readiness_exposure_regions_and_accounts(browser, tmp_path):
+    import datetime as dt
+
+    from test_regions import central_store
+
+    from crashdiag.pipeline.audit import store_results
+    from crashdiag.reports.readiness import unreachable
+
+    store = central_store(tmp_path)
+    evil_name = '<img src=x onerror="document.title=\'pwned\'">'
+    today = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d")
+    # a third account's instance whose name (set by whoever owns it) is hostile
+    store_results(store, [unreachable("i-uf6evil0001", "ClientNotRunning", region="cn-shanghai", account="1111222233334444",
+                                      name=evil_name)], today)
+    rebuild_fleet(store, "en")
+    page = tmp_path / "central" / "fleet" / "index.html"
+    url = page.resolve().as_uri()
+    dom, errors = browser.dom(url)
+    assert errors == []
+    e = elements(dom)
+    ids = {a.get("id") for _, a in e.tags}
+    assert {"readiness", "summary", "instances", "f-r0", "f-r1", "f-a0", "f-a1"} <= ids
+    assert not [t for t, _ in e.tags if t in ("img", "script")]  # the hostile instance name stayed text
+    assert e.title == "Crash overview · ecs-crashdiag"
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", dom))
+    section = text[text.index("Ready for the next crash"):text.index("Instances not ready")]
+    assert "3 / 6" in section  # Hangzhou's 4 tagged (3 ready), Shanghai's 1 tagged, the unreachable one
+    assert "vm.panic_on_oom" in section and "sysctl -w vm.panic_on_oom=0" in section
+    assert "blk-mq-timeout-null-deref" in section and "3.10.0-1160.88.1.el7" in section  # exposure with the kernel to upgrade to
+    assert "cn-hangzhou" in text and "cn-shanghai" in text and "1234567890123456" in text and "6543210987654321" in text
+    rows = [a.get("class", "") for t, a in e.tags if t == "tr" and "fr" in a.get("class", "").split()]
+    assert any("r0" in c.split() for c in rows) and any("r1" in c.split() for c in rows)
+    # the filters work without script: with a region's anchor targeted, the other region's rows go
+    shots = {}
+    for frag in ("", "#f-r0", "#f-r1"):
+        out = tmp_path / f"shot{frag.strip('#') or 'all'}.png"
+        p = browser.run(url + frag, f"--screenshot={out}", "--window-size=1200,2400", "--hide-scrollbars")
+        assert p.returncode == 0 and out.exists(), p.stderr[-2000:]
+        shots[frag] = out.read_bytes()
+    assert len({shots[""], shots["#f-r0"], shots["#f-r1"]}) == 3

@@ -128,8 +128,10 @@ def _fleet(args: argparse.Namespace) -> int:
         print(f"crashdiag: {args.store}: no such store directory", file=sys.stderr)
         return EXIT_INPUT
     store = LocalStore(args.store)
+    from .reports.readiness import load_readiness
+
     index = update_fleet_index(store)
-    page = render_fleet_html(index, lang, link=lambda key: store.url(key, 0))
+    page = render_fleet_html(index, lang, link=lambda key: store.url(key, 0), readiness=load_readiness(store))
     try:
         os.makedirs(args.out, exist_ok=True)
         out = os.path.join(args.out, "index.html")

@@ -30,6 +30,7 @@ CHART_DAYS = 30
 TOP_FINGERPRINTS = 25
 INSTANCES_SHOWN = 200
 HISTORY_SHOWN = 20
+EXPOSED_ROWS = 50  # instances listed per known issue in the readiness section
 
 Link = Callable[[str], str]
 
@@ -202,9 +203,12 @@ def _iso_epoch(t: Any) -> str:
 def rebuild_fleet(store: ObjectStore, lang: str = "en", link: Link | None = None,
                   now: dt.datetime | None = None) -> dict[str, Any]:
     """The timer's job: update the index, render fleet/index.html, return a summary."""
+    from .readiness import load_readiness
+
     index = update_fleet_index(store, now)
     index["waiting"] = waiting_incidents(store)  # live, not kept in the index: it changes every check
-    page = render_fleet_html(index, lang, link=link)
+    readiness = load_readiness(store, (now or dt.datetime.now(dt.timezone.utc)).date().isoformat())
+    page = render_fleet_html(index, lang, link=link, readiness=readiness)
     store.put(HTML_KEY, page.encode("utf-8"), content_type="text/html; charset=utf-8")
     return {"index": INDEX_KEY, "page": HTML_KEY, "reports": len(index["reports"]), **index["stats"]}
 
@@ -318,7 +322,7 @@ def instance_histories(rows: list[tuple[str, dict[str, Any]]]) -> list[dict[str,
     for inst, items in by.items():
         items.sort(key=lambda kr: kr[1]["time"], reverse=True)
         last = items[0][1]
-        out.append({"instance": inst, "region": last.get("region"), "name": last.get("name"), "count": len(items),
+        out.append({"instance": inst, "region": last.get("region"), "account": last.get("account"), "name": last.get("name"), "count": len(items),
                     "last": last["time"], "first": items[-1][1]["time"], "kernel": last.get("kernel"), "items": items})
     out.sort(key=lambda g: g["last"], reverse=True)
     return out
@@ -351,6 +355,14 @@ LABELS: dict[str, dict[str, str]] = {
         "report": "report", "more_instances": "{n} more instances not shown.", "more_history": "{n} older reports not shown.",
         "other_kinds": "other kinds", "crash_word": "crashes", "rule": "Known issue", "fix": "Fix",
         "host": "host failure", "errors": "{n} report objects could not be read.", "by_hand": "logs uploaded to inbox/",
+        "account": "Account", "filter_region": "Region", "filter_account": "Account", "filter_all": "all",
+        "readiness": "Ready for the next crash", "audited_on": "audit of {day}",
+        "ready_of": "{ready} of {audited} audited instances would leave a usable crash log (kdump armed, memory reserved, room for the dump)",
+        "problems": "Most common problems", "check": "Check", "status": "Status", "what": "What it means", "fix_cmd": "Fix",
+        "other_fixes": "+{n} other fixes by distribution", "exposed": "Exposed to known issues: instances on a kernel a fix postdates",
+        "not_ready": "Instances not ready", "failing": "Failing checks", "no_problems": "Every audited instance passed every check.",
+        "no_exposed": "No audited instance runs a kernel that a catalogued fix postdates.",
+        "more_exposed": "{n} more instances not shown.", "all_ready": "Every audited instance is ready.",
     },
     "zh": {
         "page": "宕机总览", "eyebrow": "ecs-crashdiag 实例群", "updated": "更新于", "reports": "报告数",
@@ -367,6 +379,14 @@ LABELS: dict[str, dict[str, str]] = {
         "report": "报告", "more_instances": "另有 {n} 个实例未显示。", "more_history": "另有 {n} 份较早的报告未显示。",
         "other_kinds": "其他类型", "crash_word": "次宕机", "rule": "已知问题", "fix": "修复",
         "host": "物理机故障", "errors": "{n} 个报告对象无法读取。", "by_hand": "上传到 inbox/ 的日志",
+        "account": "账号", "filter_region": "地域", "filter_account": "账号", "filter_all": "全部",
+        "readiness": "为下次宕机做好准备", "audited_on": "{day} 的巡检",
+        "ready_of": "{audited} 台巡检过的实例中有 {ready} 台宕机时能留下可用的日志（kdump 已就绪、预留了内存、有空间保存转储）",
+        "problems": "最常见的问题", "check": "检查项", "status": "状态", "what": "含义", "fix_cmd": "修复命令",
+        "other_fixes": "另有 {n} 种按发行版不同的修复命令", "exposed": "受已知问题影响：内核早于修复版本的实例",
+        "not_ready": "未就绪的实例", "failing": "未通过的检查", "no_problems": "所有巡检过的实例都通过了全部检查。",
+        "no_exposed": "没有巡检过的实例运行在已知修复版本之前的内核上。",
+        "more_exposed": "另有 {n} 个实例未显示。", "all_ready": "所有巡检过的实例都已就绪。",
     },
 }
 
@@ -424,9 +444,24 @@ def chart_layout(counts: dict[str, Counter]) -> dict[str, Any]:
             "legend": [(k, cls[k], totals[k]) for k in kinds], "others": sum(n for k, n in totals.items() if k not in cls)}
 
 
+def _filters(rows: list[tuple[str, dict[str, Any]]], readiness: dict[str, Any] | None) -> dict[str, Any]:
+    """Regions and accounts on the page, each with a class the rows carry (r0, a1, ...):
+    the page filters by them with CSS :target rules, no script, and no value from a
+    report ever reaches the stylesheet (only these indices do)."""
+    regions = {r.get("region") for _, r in rows} | set((readiness or {}).get("regions") or [])
+    accounts = {r.get("account") for _, r in rows} | set((readiness or {}).get("accounts") or [])
+    regions.discard(None), regions.discard("")
+    accounts.discard(None), accounts.discard("")
+    rid = {v: f"r{i}" for i, v in enumerate(sorted(regions))}
+    aid = {v: f"a{i}" for i, v in enumerate(sorted(accounts))}
+    return {"regions": [{"id": i, "label": v} for v, i in rid.items()], "accounts": [{"id": i, "label": v} for v, i in aid.items()],
+            "cls": lambda region, account: " ".join(["fr", rid.get(region or "", "r-"), aid.get(account or "", "a-")])}
+
+
 def render_fleet_html(index: dict[str, Any], lang: str = "en", link: Link | None = None,
-                      days: int = CHART_DAYS) -> str:
-    """fleet/index.html from the index alone: no report object is read.
+                      days: int = CHART_DAYS, readiness: dict[str, Any] | None = None) -> str:
+    """fleet/index.html from the index (and ``readiness``, the merged audit view of
+    ``readiness.load_readiness``) alone: no report object is read.
 
     ``link`` maps an object key (an incident's report.html) to the URL to put in the
     page; by default a path relative to fleet/index.html in the same store. The page is
@@ -462,13 +497,29 @@ def render_fleet_html(index: dict[str, Any], lang: str = "en", link: Link | None
                        "upgrade": g["upgrade_to"] if g.get("fix_status") == "affected" and g.get("upgrade_to") else None})
                 for g in groups[:TOP_FINGERPRINTS]],
         groups_total=len(groups),
-        histories=[facts({"instance": g["instance"], "name": g.get("name"), "region": g.get("region"), "count": g["count"],
+        histories=[facts({"instance": g["instance"], "name": g.get("name"), "region": g.get("region"), "account": g.get("account"),
+                          "count": g["count"],
                           "kernel": g.get("kernel"), "last": g["last"], "latest_key": g["items"][0][0],
                           "latest_title": g["items"][0][1].get("title"), "shown": g["items"][:HISTORY_SHOWN],
                           "older": len(g["items"]) - HISTORY_SHOWN})
                    for g in histories[:INSTANCES_SHOWN]],
         histories_total=len(histories), histories_more=len(histories) - INSTANCES_SHOWN,
+        filters=_filters(rows, readiness), readiness=_readiness_facts(readiness, facts),
     )
+
+
+def _readiness_facts(view: dict[str, Any] | None, facts: Callable[[Any], Any]) -> Any:
+    """The readiness section's rows: bounded, as the page shows them."""
+    if not view:
+        return None
+    not_ready = [r for r in view["instances"] if not r.get("ready")]
+    return facts({
+        "day": view["day"], "audited": view["audited"], "ready": view["ready"], "exposed_instances": view["exposed_instances"],
+        "problems": view["problems"][:20],
+        "exposed": [g | {"more": g["count"] - len(g["instances"][:EXPOSED_ROWS]), "instances": g["instances"][:EXPOSED_ROWS]}
+                    for g in view["exposed"][:20]],
+        "not_ready": not_ready[:INSTANCES_SHOWN], "not_ready_total": len(not_ready),
+    })
 
 
 def _top3(c: Counter) -> str:
