@@ -332,6 +332,11 @@ def test_an_incident_report_carries_its_instances_last_audit(tmp_path):
     assert [e["rule"] for e in ra["exposed"]] == ["blk-mq-timeout-null-deref"]
     md_text = store.get(key.replace("report.json", "report.md")).decode()
     assert "## Readiness at the last audit" in md_text and "blk-mq-timeout-null-deref" in md_text
+    page = store.get(key.replace("report.json", "report.html")).decode()
+    section = page[page.index('<section id="readiness">'):]
+    section = section[:section.index("</section>")]
+    assert "At its last readiness audit" in section and "not ready: a crash may leave no kdump evidence" in section
+    assert "dump-tools" in section and "3.10.0-1160.88.1.el7" in section
 
 
 def test_a_never_audited_instance_says_so(tmp_path):

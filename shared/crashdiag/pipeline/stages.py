@@ -435,13 +435,6 @@ class Pipeline:
         record, for the stages after it) and the command line hidden (SECURITY.md)."""
         from ..reports.redact import mask_report, redact_record
 
-        inc = report.get("incident") or {}
-        if inc and not inc.get("account") and self.settings.account_id:
-            inc["account"] = self.settings.account_id  # the stack's account: one bucket may hold many
-        if "readiness" not in report and inc.get("instance_id") and inc.get("region"):
-            from ..reports.readiness import last_audit
-
-            report["readiness"] = last_audit(self.store, inc["region"], inc["instance_id"])  # None: never audited
         if self.settings.redact:
             return redact_record(record, previous=previous)
         return mask_report(record)
@@ -490,6 +483,13 @@ class Pipeline:
         from ..reports.report import render_markdown
 
         evidence = [str(e) for e in (report.get("diagnosis") or {}).get("evidence") or []]
+        inc = report.get("incident") or {}
+        if inc and not inc.get("account") and self.settings.account_id:
+            inc["account"] = self.settings.account_id  # the stack's account: one bucket may hold many
+        if "readiness" not in report and inc.get("instance_id") and inc.get("region"):
+            from ..reports.readiness import last_audit
+
+            report["readiness"] = last_audit(self.store, inc["region"], inc["instance_id"])  # None: never audited
         report = self._private(report, redaction)
         view = None
         if raw_log:
