@@ -348,7 +348,8 @@ def test_the_audit_exists_only_when_enabled():
 
 def test_a_member_stack_leaves_the_bucket_wide_timers_to_the_bucket_owner():
     owned = {r["Properties"]["TriggerName"] for r in of_type("ALIYUN::FC::Trigger").values() if r.get("Condition") == "OwnsBucket"}
-    assert owned == {"every-minute", "every-15-minutes", "daily-digest", "weekly-readiness"}
+    assert owned >= {"every-minute", "every-15-minutes", "daily-digest", "weekly-readiness"}
+    assert "ReconcileTimer" not in RESOURCES or RESOURCES["ReconcileTimer"]["Condition"] == "OwnsBucket"
     assert TEMPLATE["Conditions"]["OwnsBucket"] == {"Fn::Equals": ["", {"Ref": "CentralBucket"}]}
 
 
@@ -453,7 +454,10 @@ def test_oss_actions_cover_the_store_calls_on_our_bucket_only():
     ours = ("acs:oss:*:*:${BucketName}", "acs:oss:*:*:${BucketName}/*", "acs:oss:*:*:${CentralBucket}",
             "acs:oss:*:*:${CentralBucket}/*")
     for role in service_roles():
-        assert actions(role, "oss") == oss_actions_in_code()
+        if role == role_of("audit"):  # the audit only writes whole objects and lists: no delete
+            assert actions(role, "oss") == oss_actions_in_code() - {"oss:DeleteObject"}
+        else:
+            assert actions(role, "oss") == oss_actions_in_code()
         for action in actions(role, "oss"):
             for res in resources_for(role, action):
                 assert res in ours, (action, res)
