@@ -72,7 +72,8 @@ def _check_prefix(prefix: str) -> str:
 class OssStore:
     """Objects in one OSS bucket. Build with ``OssStore(oss2.Bucket(...))`` or ``OssStore.connect``."""
 
-    def __init__(self, bucket: oss2.Bucket, link_bucket: oss2.Bucket | None = None) -> None:
+    def __init__(self, bucket: oss2.Bucket, link_bucket: oss2.Bucket | None = None,
+                 public_bucket: oss2.Bucket | None = None) -> None:
         """``link_bucket`` signs the links people open (``url``): the public endpoint and,
         ideally, a long-lived key, where ``bucket`` talks to the internal endpoint with the
         function's short-lived STS credentials (a link signed with those dies with them)."""
@@ -83,6 +84,9 @@ class OssStore:
         self._requests = requests
         self.bucket = bucket
         self.link_bucket = link_bucket or bucket
+        # the same bucket and credentials on the public endpoint: upload URLs for a guest in
+        # another region, which cannot reach the internal endpoint (put_url_public)
+        self.public_bucket = public_bucket
 
     @classmethod
     def connect(
@@ -96,6 +100,7 @@ class OssStore:
         link_endpoint: str | None = None,
         link_key: tuple[str, str] | None = None,
         link_cname: bool = False,
+        public_endpoint: str | None = None,
     ) -> OssStore:
         """A store on ``bucket_name`` at ``endpoint`` (e.g. ``https://oss-cn-hangzhou-internal.aliyuncs.com``)
         in ``region`` (e.g. ``cn-hangzhou``: the V4 signing scope names it).
@@ -106,6 +111,9 @@ class OssStore:
         (oss2 uses it for both connect and read). ``link_endpoint`` / ``link_key`` sign
         the links people open (see ``__init__``); ``link_cname``: ``link_endpoint`` is a
         custom domain bound to the bucket (links are ``https://<domain>/<key>``).
+        ``public_endpoint`` (default: ``endpoint`` without ``-internal``, when it is an
+        ``oss-<region>-internal.aliyuncs.com`` one) signs upload URLs for guests in other
+        regions (``put_url_public``).
         """
         import oss2
 
@@ -119,9 +127,11 @@ class OssStore:
                 link_auth = oss2.ProviderAuthV4(_provider(oss2, as_source(Credentials(*link_key)))) if link_key else auth
                 link_bucket = oss2.Bucket(link_auth, link_endpoint or endpoint, bucket_name, connect_timeout=timeout,
                                           region=region, is_cname=bool(link_cname and link_endpoint))
+            public = public_endpoint or public_endpoint_of(endpoint)
+            public_bucket = oss2.Bucket(auth, public, bucket_name, connect_timeout=timeout, region=region) if public else None
         except oss2.exceptions.ClientError:
             raise ValueError(f"invalid OSS endpoint {endpoint!r} or bucket name {bucket_name!r}") from None
-        return cls(bucket, link_bucket)
+        return cls(bucket, link_bucket, public_bucket)
 
     # -- the ObjectStore protocol ------------------------------------------------------
 
@@ -193,6 +203,16 @@ class OssStore:
         check_key(key)
         return self._sign("PUT", key, ttl, headers={"Content-Type": PUT_URL_CONTENT_TYPE})
 
+    def put_url_public(self, key: str, ttl: int) -> str | None:
+        """``put_url`` on the bucket's public endpoint, for a guest in another region (the
+        internal endpoint answers only inside the bucket's region: "OSS domain names",
+        https://www.alibabacloud.com/help/en/oss/user-guide/oss-domain-names); None when
+        no public endpoint is known."""
+        if self.public_bucket is None:
+            return None
+        check_key(key)
+        return self._sign("PUT", key, ttl, headers={"Content-Type": PUT_URL_CONTENT_TYPE}, bucket=self.public_bucket)
+
     # -- helpers -----------------------------------------------------------------------
 
     def _sign(self, method: str, key: str, ttl: int, headers: dict[str, str] | None = None, bucket=None) -> str:
@@ -247,3 +267,14 @@ def _provider(oss2: Any, source: CredentialSource) -> Any:
             return oss2.credentials.Credentials(c.access_key_id, c.access_key_secret, c.security_token or None)
 
     return _SourceProvider()
+
+
+def public_endpoint_of(endpoint: str) -> str | None:
+    """``https://oss-cn-hangzhou-internal.aliyuncs.com`` -> ``https://oss-cn-hangzhou.aliyuncs.com``;
+    None for an endpoint of another shape (a custom domain, a local stand-in)."""
+    import re
+
+    m = re.match(r"^(https?://)?(oss-[a-z0-9-]+?)-internal(\.aliyuncs\.com)/?$", endpoint)
+    if not m:
+        return None
+    return f"{m.group(1) or 'https://'}{m.group(2)}{m.group(3)}"
