@@ -582,12 +582,21 @@ UPLOADERS = {
 @pytest.mark.parametrize("uploader", list(UPLOADERS))
 def test_upload_sends_the_whole_log(uploader, put_server, tmp_path):
     base = ["sh", "cat", "ls", "head", "tail", "grep", "sed", "gzip", "base64", "wc", "stat", "timeout"]
-    path = tool_dir(tmp_path / "bin", system_tools(*base, *UPLOADERS[uploader]))
+    tools = system_tools(*base, *UPLOADERS[uploader])
+    path = tool_dir(tmp_path / "bin", {k: v for k, v in tools.items() if k != uploader})
+    # The uploader behind a shim that records its command line (what /proc/<pid>/cmdline
+    # shows every local user) before running the real program.
+    argv_log = tmp_path / "argv.txt"
+    shim = Path(path) / uploader
+    shim.write_text(f'#!{tools["sh"]}\nprintf "%s\\n" "$@" >>"{argv_log}"\nexec "{tools[uploader]}" "$@"\n')
+    shim.chmod(0o755)
     root = copy_instance(BIG06, tmp_path)
     log = (root / "var/log/messages").read_bytes()
     out, _ = run_script(root, tmp_path, path=path, upload_url=_url(put_server))
     g = check_big(out, log)  # the excerpt is still there, windowed
     assert g["log"]["uploaded"] == "yes"
+    argv = argv_log.read_text()
+    assert argv and "Signature" not in argv and "127.0.0.1" not in argv, argv  # the URL went through stdin
     assert len(put_server.puts) == 1
     put = put_server.puts[0]
     assert put["path"] == "/crashdiag-bucket/incidents/cn-hangzhou/i-x/e-1/guest-upload.log?OSSAccessKeyId=LTAI5t&Expires=1795705000&Signature=a%2Bb%3D"

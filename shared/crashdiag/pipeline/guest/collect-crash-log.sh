@@ -500,20 +500,26 @@ src_cat() {
 # The presigned PUT URL signs this Content-Type: send exactly it.
 CT='Content-Type: application/octet-stream'
 UPLOADED=no
+# The URL never appears on a command line (any local user can read /proc/*/cmdline and PUT a
+# forged log after ours): curl reads it from a config on stdin (-K -; the URL was checked
+# above to hold no quote, backslash or space), wget from an input list on stdin (-i -).
+url_config() { printf 'url = "%s"\n' "$UPLOAD_URL"; }
 if [ -n "$UPLOAD_URL" ] && [ "$L_SRC" != none ]; then
     UPLOADED=failed
-    if have curl; then
-        if [ "$L_FILE" = - ]; then
-            if src_cat | curl -fsS -X PUT -H "$CT" -H "Expect:" --connect-timeout 10 --max-time 60 \
-                --data-binary @- "$UPLOAD_URL" >/dev/null; then UPLOADED=yes; fi
-        else
-            # --upload-file streams the file (a PUT with its length) instead of loading it
-            if curl -fsS -X PUT -H "$CT" -H "Expect:" --connect-timeout 10 --max-time 60 \
-                --upload-file "$L_FILE" "$UPLOAD_URL" >/dev/null; then UPLOADED=yes; fi
-        fi
-    elif have wget && [ "$L_FILE" != - ]; then
-        if run_t 70 wget -q -O /dev/null -T 30 -t 1 --method=PUT --header="$CT" \
-            --body-file="$L_FILE" "$UPLOAD_URL"; then UPLOADED=yes; fi
+    UP_FILE=$L_FILE
+    if [ "$L_FILE" = - ]; then  # journal text: stdin carries the config, so the body goes from a file
+        UP_FILE=
+        if make_tmp && src_cat >"$TMP/journal.log"; then UP_FILE=$TMP/journal.log; fi
+    fi
+    if [ -z "$UP_FILE" ]; then
+        :
+    elif have curl; then
+        # --upload-file streams the file (a PUT with its length) instead of loading it
+        if url_config | curl -fsS -K - -X PUT -H "$CT" -H "Expect:" --connect-timeout 10 --max-time 60 \
+            --upload-file "$UP_FILE" >/dev/null; then UPLOADED=yes; fi
+    elif have wget; then
+        if printf '%s\n' "$UPLOAD_URL" | run_t 70 wget -q -O /dev/null -T 30 -t 1 --method=PUT --header="$CT" \
+            --body-file="$UP_FILE" -i -; then UPLOADED=yes; fi
     fi
 fi
 
