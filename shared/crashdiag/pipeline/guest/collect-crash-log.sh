@@ -506,20 +506,18 @@ UPLOADED=no
 url_config() { printf 'url = "%s"\n' "$UPLOAD_URL"; }
 if [ -n "$UPLOAD_URL" ] && [ "$L_SRC" != none ]; then
     UPLOADED=failed
-    UP_FILE=$L_FILE
-    if [ "$L_FILE" = - ]; then  # journal text: stdin carries the config, so the body goes from a file
-        UP_FILE=
-        if make_tmp && src_cat >"$TMP/journal.log"; then UP_FILE=$TMP/journal.log; fi
-    fi
-    if [ -z "$UP_FILE" ]; then
-        :
-    elif have curl; then
-        # --upload-file streams the file (a PUT with its length) instead of loading it
-        if url_config | curl -fsS -K - -X PUT -H "$CT" -H "Expect:" --connect-timeout 10 --max-time 60 \
-            --upload-file "$UP_FILE" >/dev/null; then UPLOADED=yes; fi
-    elif have wget; then
+    if have curl; then
+        if [ "$L_FILE" = - ]; then  # journal text: stdin carries the config, the body comes on fd 3
+            if src_cat | { url_config | curl -fsS -K - -X PUT -H "$CT" -H "Expect:" --connect-timeout 10 --max-time 60 \
+                --data-binary @/dev/fd/3 >/dev/null; } 3<&0; then UPLOADED=yes; fi
+        else
+            # --upload-file streams the file (a PUT with its length) instead of loading it
+            if url_config | curl -fsS -K - -X PUT -H "$CT" -H "Expect:" --connect-timeout 10 --max-time 60 \
+                --upload-file "$L_FILE" >/dev/null; then UPLOADED=yes; fi
+        fi
+    elif have wget && [ "$L_FILE" != - ]; then
         if printf '%s\n' "$UPLOAD_URL" | run_t 70 wget -q -O /dev/null -T 30 -t 1 --method=PUT --header="$CT" \
-            --body-file="$UP_FILE" -i -; then UPLOADED=yes; fi
+            --body-file="$L_FILE" -i -; then UPLOADED=yes; fi
     fi
 fi
 
