@@ -100,10 +100,11 @@ def build_local_pipeline(settings: Settings, notifier: Any = None, clock: Simula
         early = f"incidents/{ref['region']}/{ref['instance_id']}/{ref['incident_id']}/early.json"
         if store.exists(early):  # the OSS trigger on early.json (the notice goes once per channel)
             pipeline.notify(early)
-        key = f"incidents/{ref['region']}/{ref['instance_id']}/{ref['incident_id']}/crash.log"
-        if store.exists(key):  # the OSS trigger on crash.log, in-process
-            pipeline.diagnose(key)
-            pipeline.notify(key[: -len("crash.log")] + "report.json")  # the OSS trigger on report.json
+        base = f"incidents/{ref['region']}/{ref['instance_id']}/{ref['incident_id']}/"
+        if store.exists(f"{base}crash.log"):  # the OSS trigger on crash.log, in-process
+            pipeline.diagnose(f"{base}crash.log")
+        if store.exists(f"{base}report.json"):  # the OSS trigger on report.json: a diagnosis or a failure
+            pipeline.notify(f"{base}report.json")
 
     pipeline.invoker = InlineInvoker({settings.fc_collect_function: collect_then_diagnose})
     return pipeline
@@ -237,7 +238,7 @@ def render_replay(result: dict[str, Any], lang: str) -> str:
             f = inc["failure"]
             lines.append(f"failed: {plain(f.get('reason'))}")
             lines.append(f"what to do: {plain(f.get('advice'))}")
-        if inc.get("diagnosis"):
+        if inc.get("diagnosis") and not inc.get("failure"):
             rep = inc["diagnosis"]
             col = rep["collection"]
             lines.append(f"collected: {col['method']} ({'complete' if col['complete'] else 'partial'})")
@@ -246,6 +247,7 @@ def render_replay(result: dict[str, Any], lang: str) -> str:
             lines.append(render_terminal(rep["diagnosis"], lang))
             for a in rep.get("advice", []):
                 lines.append(f"advice: {a['text']}")
+        if inc.get("report_url"):
             lines.append(f"report: {inc['report_url']}")
         lines += _notification_lines(inc.get("notifications") or [])
     for obj in result.get("objects", []):
