@@ -18,6 +18,7 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -363,6 +364,75 @@ def test_symlinked_and_empty_candidates_are_not_taken(tmp_path):
     g = parse_guest_output(run_script(root, tmp_path)[0])
     assert g["log"]["source"] == "none"
     assert b"secret" not in g["payload"]
+
+
+KDUMP01_DIR = "var/crash/127.0.0.1-2026-11-26-10:00:01"
+FORGED = b"[1.0] Kernel panic - not syncing: FORGED by a local user\n"
+
+
+def _forged_crash_dir(root: Path, name: str = "127.0.0.1-2026-11-27-09:00:00") -> Path:
+    """A crash dir newer than the genuine one (its file dated after it, still fresh)."""
+    d = root / "var/crash" / name
+    d.mkdir()
+    return d
+
+
+def _assert_genuine(root: Path, out: bytes) -> None:
+    g = parse_guest_output(out)
+    assert (g["log"]["source"], g["log"]["path"]) == EXPECTED[KDUMP01][:2]
+    assert g["payload"] == (root / EXPECTED[KDUMP01][2]).read_bytes()
+    assert b"FORGED" not in out
+
+
+def test_kdump_control_is_genuine_when_the_newer_dir_is_honest(shell, tmp_path):
+    """The control for the attacks below: the same newer dir with a plain root-owned file wins."""
+    root = copy_instance(KDUMP01, tmp_path)
+    f = _forged_crash_dir(root) / "vmcore-dmesg.txt"
+    f.write_bytes(FORGED)
+    os.utime(f, (T0 + 3600, T0 + 3600))
+    g = parse_guest_output(run_script(root, tmp_path, since=str(T0 - 60), shell=shell)[0])
+    assert g["payload"] == FORGED
+
+
+def test_a_future_dated_kdump_file_is_ignored(shell, tmp_path):
+    root = copy_instance(KDUMP01, tmp_path)
+    f = _forged_crash_dir(root, "127.0.0.1-2099-01-01-00:00:00") / "vmcore-dmesg.txt"
+    f.write_bytes(FORGED)
+    future = int(time.time()) + 86400 * 365
+    os.utime(f, (future, future))
+    _assert_genuine(root, run_script(root, tmp_path, since=str(T0 - 60), shell=shell)[0])
+
+
+def test_a_symlinked_crash_dir_is_not_followed(shell, tmp_path):
+    root = copy_instance(KDUMP01, tmp_path)
+    elsewhere = root / "home/user/crash"
+    elsewhere.mkdir(parents=True)
+    (elsewhere / "vmcore-dmesg.txt").write_bytes(FORGED)
+    os.utime(elsewhere / "vmcore-dmesg.txt", (T0 + 3600, T0 + 3600))
+    (root / "var/crash/127.0.0.1-2026-11-27-09:00:00").symlink_to(elsewhere)
+    _assert_genuine(root, run_script(root, tmp_path, since=str(T0 - 60), shell=shell)[0])
+
+
+def test_a_symlinked_vmcore_dmesg_is_ignored(shell, tmp_path):
+    root = copy_instance(KDUMP01, tmp_path)
+    target = root / "home/user/forged.txt"
+    target.parent.mkdir(parents=True)
+    target.write_bytes(FORGED)
+    os.utime(target, (T0 + 3600, T0 + 3600))
+    link = _forged_crash_dir(root) / "vmcore-dmesg.txt"
+    link.symlink_to(target)
+    _assert_genuine(root, run_script(root, tmp_path, since=str(T0 - 60), shell=shell)[0])
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown to another uid needs root")
+def test_a_kdump_file_not_owned_by_root_is_ignored(shell, tmp_path):
+    root = copy_instance(KDUMP01, tmp_path)
+    d = _forged_crash_dir(root)
+    f = d / "vmcore-dmesg.txt"
+    f.write_bytes(FORGED)
+    os.utime(f, (T0 + 3600, T0 + 3600))
+    os.chown(f, 12345, 12345)
+    _assert_genuine(root, run_script(root, tmp_path, since=str(T0 - 60), shell=shell)[0])
 
 
 # --- hostile input --------------------------------------------------------------------------

@@ -128,6 +128,13 @@ is_num() {
     case $1 in '' | *[!0-9]*) return 1 ;; esac
     return 0
 }
+# Files dated after NOW+300 s are ignored (a forged future date would win every later run).
+NOW=
+if [ "$HAVE_DATE" = yes ]; then NOW=$(date +%s) || NOW=; fi
+is_num "$NOW" || NOW=
+# kdump files must be owned by root (or by whoever runs this, e.g. a test; root on a guest).
+MY_UID=0
+if have id; then MY_UID=$(id -u) || MY_UID=0; fi
 
 trim() {  # $1 -> TRIM without surrounding spaces
     TRIM=$1
@@ -354,6 +361,7 @@ consider() {  # $1 source, $2 file here ("-": JTEXT), $3 path on the guest, [$4 
         [ "$SIZE" -gt 0 ] || return 0
     fi
     if [ -n "${4:-}" ]; then MT=$4; else mtime_of "$2"; fi
+    [ -z "$NOW" ] || [ "$MT" -le $((NOW + 300)) ] || return 0
     if [ "$MT" -ge "$SINCE" ]; then
         if [ -z "$F_SRC" ] || { [ "$F_SRC" = "$1" ] && [ "$MT" -ge "$F_M" ]; }; then
             F_SRC=$1 F_FILE=$2 F_PATH=$3 F_M=$MT F_SIZE=$SIZE
@@ -393,6 +401,16 @@ fi
 case $KP in /*) KDIRS="$KDIRS$NL$KP" ;; esac
 KDIRS="$KDIRS$NL/var/crash"
 
+kfile_ok() {  # $1: a regular file, no symlink, in a directory that is no symlink, owned by root
+    [ -f "$1" ] && [ ! -L "$1" ] && [ ! -L "${1%/*}" ] && [ -r "$1" ] || return 1
+    ko=$(ls -lnd "$1") || return 1
+    set -f
+    # shellcheck disable=SC2086
+    set -- $ko
+    set +f
+    [ "${3:-x}" = 0 ] || [ "${3:-x}" = "$MY_UID" ]
+}
+
 SEEN=
 VMCORE='' VMCORE_M=0  # the newest fresh dump without its dmesg
 DMESG_MAX=16777216
@@ -407,16 +425,17 @@ for d in $KDIRS; do
     SEEN="$SEEN$NL$d"
     [ -d "$ROOT$d" ] || continue
     for f in "$ROOT$d"/*/vmcore-dmesg.txt "$ROOT$d"/*/dmesg.*; do
-        consider kdump "$f" "${f#"$ROOT"}"
+        kfile_ok "$f" && consider kdump "$f" "${f#"$ROOT"}"
     done
     # A dump with no dmesg beside it (old kexec-tools on a newer kernel, a save cut short,
     # only vmcore-dmesg-incomplete.txt): remembered for makedumpfile below.
     for v in "$ROOT$d"/*/vmcore "$ROOT$d"/*/dump.[0-9]*; do
-        [ -f "$v" ] && [ ! -L "$v" ] && [ -r "$v" ] || continue
+        kfile_ok "$v" || continue
         vd=${v%/*}
         [ -s "$vd/vmcore-dmesg.txt" ] && continue
         case $v in */dump.*) [ -s "$vd/dmesg.${v##*/dump.}" ] && continue ;; esac
         mtime_of "$v"
+        [ -z "$NOW" ] || [ "$MT" -le $((NOW + 300)) ] || continue
         if [ "$MT" -ge "$SINCE" ] && { [ -z "$VMCORE" ] || [ "$MT" -gt "$VMCORE_M" ]; }; then
             VMCORE=$v VMCORE_M=$MT
         fi
@@ -492,8 +511,11 @@ else
 fi
 if [ "$L_FILE" != - ]; then JTEXT=; fi
 
+LOG_MAX=67108864  # every read of the log is bounded; past this, its end (where a crash is)
 src_cat() {
-    if [ "$L_FILE" = - ]; then printf '%s\n' "$JTEXT"; else cat "$L_FILE"; fi
+    if [ "$L_FILE" = - ]; then printf '%s\n' "$JTEXT"
+    elif [ "$L_SIZE" -gt "$LOG_MAX" ]; then tail -c "$LOG_MAX" "$L_FILE"
+    else head -c "$LOG_MAX" "$L_FILE"; fi
 }
 
 # --- upload the whole log ---------------------------------------------------------------------
@@ -508,11 +530,11 @@ if [ -n "$UPLOAD_URL" ] && [ "$L_SRC" != none ]; then
     UPLOADED=failed
     if have curl; then
         if [ "$L_FILE" = - ]; then  # journal text: stdin carries the config, the body comes on fd 3
-            if src_cat | { url_config | curl -fsS -K - -X PUT -H "$CT" -H "Expect:" --connect-timeout 10 --max-time 60 \
+            if src_cat | { url_config | run_t 70 curl -fsS -K - -X PUT -H "$CT" -H "Expect:" --connect-timeout 10 --max-time 60 \
                 --data-binary @/dev/fd/3 >/dev/null; } 3<&0; then UPLOADED=yes; fi
         else
             # --upload-file streams the file (a PUT with its length) instead of loading it
-            if url_config | curl -fsS -K - -X PUT -H "$CT" -H "Expect:" --connect-timeout 10 --max-time 60 \
+            if url_config | run_t 70 curl -fsS -K - -X PUT -H "$CT" -H "Expect:" --connect-timeout 10 --max-time 60 \
                 --upload-file "$L_FILE" >/dev/null; then UPLOADED=yes; fi
         fi
     elif have wget && [ "$L_FILE" != - ]; then
