@@ -188,6 +188,7 @@ class Collector:
         self.clock = clock
         self.sleep = sleep
         self.wait = wait
+        self._wait_over = False  # the deadline or a stall ended the wait: say so once, look no more
 
     def _wait(self, deadline: float, check: Callable[[], Any], first: float | None = None) -> Any:
         """Call ``check`` until it returns without raising _NotYet or the deadline passes.
@@ -297,7 +298,7 @@ class Collector:
         from .capture import read_capture
 
         w = self.wait
-        if w is None:
+        if w is None or self._wait_over:
             return False
         view = read_capture(text)
         result["capture"] = view.to_json()
@@ -307,20 +308,17 @@ class Collector:
         token = view.token()
         since = float(prev.get("token_since", w.now)) if prev.get("token") == token else w.now
         started = float(prev.get("first_seen", w.now))
-        notes = result["notes"]
         if w.now >= w.deadline:
-            notes.append(
+            self._wait_over = True
+            result["notes"].append(
                 f"waited {int((w.now - started) // 60)} min for the kdump capture; at the deadline it had not "
                 f"finished ({view.describe()}), so the console is all there is")
-            if len(notes) > 1 and notes[-1] in notes[:-1]:
-                notes.pop()
             return False
         if w.now - since >= w.stall_seconds:
-            notes.append(
+            self._wait_over = True
+            result["notes"].append(
                 f"the kdump capture showed no progress for {int((w.now - since) // 60)} min ({view.describe()}): "
                 "treated as hung")
-            if len(notes) > 1 and notes[-1] in notes[:-1]:
-                notes.pop()  # seen by the first look and again before the console fallback
             return False
         result["waiting"] = {
             "reason": view.describe(), "capture": view.to_json(), "token": token, "token_since": since,
