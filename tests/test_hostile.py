@@ -128,14 +128,7 @@ def test_every_rule_pattern_has_a_trap_text():
         assert any(regex.compile(t.pattern).search(x) for x in texts), t  # the shortest match is one
 
 
-# Outcomes a long trap line still changes (a classification quirk, not a time bound): the
-# 1 KB-and-longer line of repeated "double fault" heads above the pstore report without
-# timestamps takes that report's header (the short line does not). Left to the shapes work.
-KNOWN_CHANGED = {"generic-double-fault"}
-
-
-@pytest.mark.parametrize("rule_id", [pytest.param(r, marks=pytest.mark.xfail(strict=True, reason="KNOWN_CHANGED"))
-                                     if r in KNOWN_CHANGED else r for r in sorted({t.rule for t in TARGETS})])
+@pytest.mark.parametrize("rule_id", sorted({t.rule for t in TARGETS}))
 def test_catalogue_traps_around_a_report_leave_its_outcome(rule_id):
     """Each pattern's trap texts, as 200 KB lines placed before, inside or after the rule's
     own positive fixture, classify like the same log with the piece written once (kind and

@@ -206,6 +206,17 @@ def test_mail_wrapped_head_line_is_glued_back():
     assert r["title"].startswith("page allocation failure: order:1")
 
 
+def test_a_bare_line_with_a_head_of_its_own_is_not_a_wrapped_tail():
+    """Only a short bare line is glued onto a long head line above it; one that holds a
+    message head ("traps: PANIC: double fault") starts its own message."""
+    from crashdiag.classifier.logtext import normalise
+
+    text = "[  100.000000] " + "double fault " * 10 + "\ntraps: PANIC: double fault, error_code: 0x0\n"
+    assert [ln.text for ln in normalise(text)] == ["double fault " * 9 + "double fault", "traps: PANIC: double fault, error_code: 0x0"]
+    glued = [ln.text for ln in normalise("[  100.000000] " + "double fault " * 10 + "\nwrapped tail\n")]
+    assert glued == ["double fault " * 9 + "double fault wrapped tail"]
+
+
 def test_kernel_bug_that_killed_init_keeps_the_cause():
     r = _classify("arm64-bug-kills-init.txt")
     assert r["kind"] == "kernel_bug"

@@ -269,10 +269,12 @@ _WRAP_TAIL_MAX = 100
 
 def _wrapped_tail(head: str, record: str) -> bool:
     """Whether ``record`` (a line with no prefix of its own) continues the head line above
-    it: the log's lines carry prefixes, so a bare short line after a head is its wrapped tail."""
+    it: the log's lines carry prefixes, so a bare short line after a head is its wrapped tail.
+    A line that holds a message head of its own anywhere ("traps: PANIC: double fault")
+    begins a message: gluing it on would hide that head behind a long line above it."""
     if not record or record[0] in " \t[<>#|" or len(record) > _WRAP_TAIL_MAX:
         return False
-    return not HEADS.match(record)
+    return not HEADS.search(record)
 
 
 # --- prefixes learned from message heads ---------------------------------------------------
