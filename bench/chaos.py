@@ -163,6 +163,15 @@ class ChaosStore:
     def get(self, key: str) -> bytes:
         return self.inner.get(key)
 
+    def size(self, key: str) -> int:
+        return self.inner.size(key)
+
+    def get_range(self, key: str, start: int, length: int) -> bytes:
+        return self.inner.get_range(key, start, length)
+
+    def get_to_file(self, key: str, out: Any, max_bytes: int | None = None) -> int:
+        return self.inner.get_to_file(key, out, max_bytes)
+
     def exists(self, key: str) -> bool:
         return self.inner.exists(key)
 

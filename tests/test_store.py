@@ -84,6 +84,57 @@ def test_get_missing_is_not_found(store):
         store.get("nothing/here.json")
 
 
+def test_size_without_reading(store):
+    store.put("k/sized", b"x" * 1000)
+    store.put("k/empty", b"")
+    assert store.size("k/sized") == 1000
+    assert store.size("k/empty") == 0
+    with pytest.raises(NotFound):
+        store.size("k/missing")
+
+
+BODY = bytes(range(256)) * 4 + b"tail-of-the-log\n"  # 1,040 bytes
+
+
+@pytest.mark.parametrize(("start", "length", "expect"), [
+    (0, 10, BODY[:10]),
+    (1000, 40, BODY[1000:1040]),
+    (1030, 100, BODY[1030:]),  # the end past the object: cut at its end
+    (len(BODY), 10, b""),  # the start at the end: nothing
+    (5000, 10, b""),  # the start past the end: nothing
+    (7, 0, b""),
+    (0, len(BODY), BODY),
+])
+def test_get_range_reads_at_most_the_window(store, start, length, expect):
+    store.put("k/log", BODY)
+    assert store.get_range("k/log", start, length) == expect
+
+
+def test_get_range_missing_and_bad_ranges(store):
+    with pytest.raises(NotFound):
+        store.get_range("k/missing", 0, 10)
+    store.put("k/log", BODY)
+    with pytest.raises(ValueError):
+        store.get_range("k/log", -1, 10)
+    with pytest.raises(ValueError):
+        store.get_range("k/log", 0, -5)
+
+
+def test_get_to_file_streams_the_object(store, tmp_path):
+    store.put("k/log", BODY * 3000)  # ~3 MB: several pieces
+    with open(tmp_path / "whole", "wb") as out:
+        assert store.get_to_file("k/log", out) == len(BODY) * 3000
+    assert (tmp_path / "whole").read_bytes() == BODY * 3000
+    with open(tmp_path / "head", "wb") as out:
+        assert store.get_to_file("k/log", out, max_bytes=100) == 100
+    assert (tmp_path / "head").read_bytes() == BODY[:100]
+    store.put("k/empty", b"")
+    with open(tmp_path / "empty", "wb") as out:
+        assert store.get_to_file("k/empty", out, max_bytes=100) == 0
+    with pytest.raises(NotFound), open(tmp_path / "none", "wb") as out:
+        store.get_to_file("k/missing", out)
+
+
 def test_list_is_a_string_prefix_and_sorted(store):
     keys = ["a/1", "a/2/x", "a/2/y", "ab/1", "b/1"]
     for k in reversed(keys):
@@ -180,6 +231,41 @@ def test_oss_list_really_pages(oss_store, oss_standin):
     assert len(oss_store.list("p/")) == 120
     listings = [r for r in oss_standin.requests[before:] if r.startswith("GET ") and "list-type=2" in r]
     assert len(listings) == 2
+
+
+def test_oss_ranged_read_sends_the_standard_range_behaviour(oss_store, oss_standin):
+    oss_store.put("k/log", BODY)
+    assert oss_store.get_range("k/log", 1030, 100) == BODY[1030:]
+    assert oss_standin.ranges[-1] == ("bytes=1030-1129", "standard", False)
+
+
+def test_oss_stand_in_ignores_an_invalid_range_like_oss(oss_store, oss_standin):
+    """Without x-oss-range-behavior: standard, OSS answers a range past the end with 200 and
+    the whole object (the stand-in models it; S3 would cut it or answer 416)."""
+    oss_store.put("k/log", BODY)
+    bucket = oss_store.bucket
+    past_end = bucket.get_object("k/log", byte_range=(1030, 2000))
+    assert past_end.status == 200 and past_end.read() == BODY
+    start_past = bucket.get_object("k/log", byte_range=(5000, 6000))
+    assert start_past.status == 200 and start_past.read() == BODY
+    inside = bucket.get_object("k/log", byte_range=(10, 19))
+    assert inside.status == 206 and inside.read() == BODY[10:20]
+    # ...and with the header, as documented: an end past the end is cut, a start past it is 416
+    cut = bucket.get_object("k/log", byte_range=(1030, 2000), headers={"x-oss-range-behavior": "standard"})
+    assert cut.status == 206 and cut.read() == BODY[1030:]
+    with pytest.raises(oss2.exceptions.ServerError) as e:
+        bucket.get_object("k/log", byte_range=(5000, 6000), headers={"x-oss-range-behavior": "standard"})
+    assert e.value.status == 416 and e.value.code == "InvalidRange"
+
+
+@pytest.mark.parametrize("start", [0, 1000])
+def test_oss_ranged_read_keeps_its_bound_when_the_whole_object_comes(oss_store, oss_standin, start):
+    """A server that ignores the range sends everything: get_range still returns the bytes it
+    asked for, from the right offset, and no more."""
+    oss_store.put("k/log", BODY * 2000)  # ~2 MB
+    oss_standin.serve_whole_next(1)
+    assert oss_store.get_range("k/log", start, 16) == (BODY * 2000)[start:start + 16]
+    assert oss_standin.ranges[-1][2]  # the whole object was sent (200)
 
 
 def test_oss_forbid_overwrite_header_and_409(oss_store):

@@ -67,6 +67,7 @@ class OssDialect:
         self._faults_lock = threading.Lock()
         self._forbid_lock = threading.Lock()
         self.requests: list[str] = []  # "METHOD /path?query", for tests that count calls
+        self.ranges: list[tuple[str, str, bool]] = []  # per ranged GET: Range, x-oss-range-behavior, served whole
 
     # -- fault injection -----------------------------------------------------------------
 
@@ -79,6 +80,7 @@ class OssDialect:
             self._faults.clear()
             self.requests.clear()
             self.signed.clear()
+            self.ranges.clear()
 
     def _next_fault(self) -> tuple[str, float] | None:
         with self._faults_lock:
@@ -101,6 +103,10 @@ class OssDialect:
             return self._error(start_response, int(fault[1]), environ=environ)
         if fault and fault[0] == "delay":
             time.sleep(fault[1])
+        if fault and fault[0] == "whole" and not (method == "GET" and environ.get("HTTP_RANGE")):
+            with self._faults_lock:
+                self._faults.appendleft(fault)  # kept for the next ranged GET
+            fault = None
 
         # Authentication first, as OSS does (standins/oss_auth.py cites each rule).
         form, refusal = self.verifier.check(environ)
@@ -130,6 +136,9 @@ class OssDialect:
         for name in [k for k in environ if k.startswith("HTTP_X_OSS_META_")]:
             environ["HTTP_X_AMZ_META_" + name[len("HTTP_X_OSS_META_") :]] = environ.pop(name)
 
+        if method == "GET" and _object_key(environ) and environ.get("HTTP_RANGE"):
+            self._oss_range(environ, whole=bool(fault and fault[0] == "whole"))
+
         if method == "PUT" and _object_key(environ) and environ.get("HTTP_X_OSS_FORBID_OVERWRITE", "").lower() == "true":
             # moto ignores x-oss-forbid-overwrite (S3's If-None-Match: * would give 412; OSS
             # answers 409 FileAlreadyExists). Check and write under one lock so two racing
@@ -149,6 +158,54 @@ class OssDialect:
         return self._forward(environ, start_response)
 
     # -- helpers ---------------------------------------------------------------------------
+
+    def _oss_range(self, environ: dict[str, Any], whole: bool = False) -> None:
+        """Make moto (S3's Range rules) answer a ranged GET as OSS does.
+
+        OSS, "How to obtain OSS resources by segmenting HTTP Range requests"
+        (https://help.aliyun.com/en/oss/how-to-obtain-oss-resources-by-segmenting-http-range-requests)
+        and the 416 page (https://www.alibabacloud.com/help/en/oss/user-guide/http-status-code-416):
+
+        - several ranges (``bytes=0-9,20-29``): only the first is served (S3/moto: the whole object);
+        - without ``x-oss-range-behavior: standard``, a range that is malformed or not inside
+          0..size-1 (start or end past the end, a suffix longer than the object) is ignored:
+          200 with the whole object (S3/moto: an end past the end is cut, 206; a start past
+          the end is 416);
+        - with ``x-oss-range-behavior: standard``: an end past the end is cut to it (206) and a
+          start past the end is 416 InvalidRange, which is what moto does already.
+
+        ``whole``: a fault (``serve_whole_next``) that answers as OSS's default does for an
+        invalid range whatever the range and header are, so a client's bound can be tested.
+        """
+        spec = environ["HTTP_RANGE"]
+        with self._faults_lock:
+            self.ranges.append((spec, environ.get("HTTP_X_OSS_RANGE_BEHAVIOR", ""), whole))
+        if whole:
+            del environ["HTTP_RANGE"]
+            return
+        unit, _, ranges = spec.partition("=")
+        if "," in ranges:
+            ranges = ranges.split(",", 1)[0].strip()
+            environ["HTTP_RANGE"] = f"{unit}={ranges}"
+        if environ.get("HTTP_X_OSS_RANGE_BEHAVIOR", "").lower() == "standard":
+            return
+        size = self._object_size(environ)
+        first, _, last = ranges.partition("-")
+        valid = unit.strip() == "bytes" and size is not None and (first.isdigit() or last.isdigit())
+        if valid and first.isdigit():
+            valid = int(first) < size and (not last or (last.isdigit() and int(first) <= int(last) < size))
+        elif valid:
+            valid = 0 < int(last) <= size  # a suffix: the last N bytes, N at most the size
+        if not valid:
+            del environ["HTTP_RANGE"]  # OSS's default: the range is ignored, 200 and the whole object
+
+    def _object_size(self, environ: dict[str, Any]) -> int | None:
+        head = {k: v for k, v in environ.items() if k not in ("HTTP_RANGE", "HTTP_X_OSS_RANGE_BEHAVIOR")}
+        head.update(REQUEST_METHOD="HEAD", QUERY_STRING="", CONTENT_LENGTH="0")
+        head["wsgi.input"] = io.BytesIO()
+        status, headers, _ = self._call_s3(head)
+        length = next((v for n, v in headers if n.lower() == "content-length"), None)
+        return int(length) if status == 200 and length and length.isdigit() else None
 
     def _call_s3(self, environ: dict[str, Any]) -> tuple[int, list[tuple[str, str]], bytes]:
         captured: dict[str, Any] = {}
@@ -375,6 +432,11 @@ class OssStandIn:
         return list(self.app.signed)
 
     @property
+    def ranges(self) -> list[tuple[str, str, bool]]:
+        """Ranged GETs since the last reset: (Range, x-oss-range-behavior, served whole by a fault)."""
+        return list(self.app.ranges)
+
+    @property
     def requests(self) -> list[str]:
         """Requests seen since the last reset, as "METHOD /path?query" (moto-api calls excluded)."""
         return list(self.app.requests)
@@ -384,6 +446,12 @@ class OssStandIn:
     def fail_next(self, n: int, status: int = 503) -> None:
         """The next ``n`` requests answer ``status`` with an OSS-style error, untouched by moto."""
         self.app.add_faults("fail", n, status)
+
+    def serve_whole_next(self, n: int) -> None:
+        """The next ``n`` ranged GETs get 200 and the whole object, as OSS answers a range it
+        finds invalid when ``x-oss-range-behavior: standard`` is not sent (see ``_oss_range``):
+        a client that asked for a few bytes must not read them all."""
+        self.app.add_faults("whole", n, 0)
 
     def delay_next(self, n: int, seconds: float) -> None:
         """The next ``n`` requests wait ``seconds``, then are served anyway: a client that

@@ -29,10 +29,20 @@ does not drag the original along either.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from .credentials import Credentials, CredentialSource, as_source
-from .store import AlreadyExists, NotFound, StoreError, StoreRefused, StoreUnavailable, check_key
+from .store import (
+    AlreadyExists,
+    NotFound,
+    StoreError,
+    StoreRefused,
+    StoreUnavailable,
+    _check_range,
+    check_key,
+    copy_bounded,
+    read_bounded,
+)
 
 if TYPE_CHECKING:
     import oss2
@@ -43,6 +53,15 @@ if TYPE_CHECKING:
 PUT_URL_CONTENT_TYPE = "application/octet-stream"
 
 _FORBID_OVERWRITE = "x-oss-forbid-overwrite"
+
+# Without this header OSS ignores a Range it finds invalid (its end or start past the
+# object's end, a suffix longer than the object) and answers 200 with the WHOLE object;
+# with it, a range past the end is cut to the end (206) and one starting past the end is
+# refused (416 InvalidRange). "How to obtain OSS resources by segmenting HTTP Range
+# requests", https://help.aliyun.com/en/oss/how-to-obtain-oss-resources-by-segmenting-http-range-requests
+# ("Compatible behavior"), and https://www.alibabacloud.com/help/en/oss/user-guide/http-status-code-416.
+# get_range sends it and still keeps no more than it asked for, whatever comes back.
+_RANGE_BEHAVIOR = "x-oss-range-behavior"
 
 # The longest a V4 presigned URL may live: x-oss-expires is 1..604800 seconds (OSS error
 # 0002-00000232, https://help.aliyun.com/en/oss/user-guide/0002-00000232).
@@ -159,6 +178,81 @@ class OssStore:
             # The status line came back but the body broke off mid-stream: oss2 does not wrap this.
             raise StoreUnavailable(f"oss get {key!r}: download interrupted ({type(e).__name__})") from None
 
+    def size(self, key: str) -> int:
+        """The object's length from HeadObject's Content-Length, without reading it."""
+        check_key(key)
+        try:
+            length = self.bucket.head_object(key).content_length
+        except self._oss2.exceptions.NotFound as e:
+            if getattr(e, "code", "") in ("", "NoSuchKey"):  # HEAD: a 404 may come without a code
+                raise NotFound(key) from None
+            raise self._translate(e, "size", key) from None
+        except self._oss2.exceptions.OssError as e:
+            raise self._translate(e, "size", key) from None
+        if length is None:
+            raise StoreError(f"oss size {key!r}: HeadObject gave no Content-Length")
+        return int(length)
+
+    def get_range(self, key: str, start: int, length: int) -> bytes:
+        """At most ``length`` bytes from offset ``start`` (b"" past the end): GetObject with
+        ``Range: bytes=start-end`` and ``x-oss-range-behavior: standard``. Whatever the server
+        sends (a 200 with the whole object, a longer body), no more than ``length`` bytes
+        are read off the connection past ``start``, and the connection is then closed."""
+        check_key(key)
+        _check_range(start, length)
+        if length == 0:
+            return b""
+        try:
+            result = self.bucket.get_object(key, byte_range=(start, start + length - 1),
+                                            headers={_RANGE_BEHAVIOR: "standard"})
+        except self._oss2.exceptions.OssError as e:
+            if getattr(e, "status", None) == 416:  # InvalidRange: the start is at or past the end
+                return b""
+            raise self._translate(e, "get_range", key) from None
+        try:
+            skip = start
+            if result.status == 206:
+                first = _range_start(result.content_range)
+                if first != start:
+                    raise StoreError(f"oss get_range {key!r}: asked for bytes from {start}, got {result.content_range!r}")
+                skip = 0
+            elif result.content_length is not None and result.content_length <= start:
+                return b""  # the whole object came back and it ends before start
+            # else a 200: the whole object (the range ignored); the bytes before start are skipped
+            return read_bounded(result.read, length, skip)
+        except self._requests.RequestException as e:
+            raise StoreUnavailable(f"oss get_range {key!r}: download interrupted ({type(e).__name__})") from None
+        finally:
+            result.close()
+
+    def get_to_file(self, key: str, out: BinaryIO, max_bytes: int | None = None) -> int:
+        """Stream the object (its first ``max_bytes`` at most) into ``out``, a piece at a time;
+        returns the number of bytes written. A body that ends short of its Content-Length is
+        a torn download (StoreUnavailable), as in ``get``."""
+        check_key(key)
+        try:
+            if max_bytes is not None:
+                _check_range(0, max_bytes)
+                if max_bytes == 0:
+                    return 0
+                result = self.bucket.get_object(key, byte_range=(0, max_bytes - 1), headers={_RANGE_BEHAVIOR: "standard"})
+            else:
+                result = self.bucket.get_object(key)
+        except self._oss2.exceptions.OssError as e:
+            if max_bytes is not None and getattr(e, "status", None) == 416:  # an empty object has no byte 0
+                return 0
+            raise self._translate(e, "get", key) from None
+        try:
+            written = copy_bounded(result.read, out, max_bytes)
+            expected = result.content_length
+            if expected is not None and written < min(expected, max_bytes if max_bytes is not None else expected):
+                raise StoreUnavailable(f"oss get {key!r}: download interrupted ({written} of {expected} bytes)")
+            return written
+        except self._requests.RequestException as e:
+            raise StoreUnavailable(f"oss get {key!r}: download interrupted ({type(e).__name__})") from None
+        finally:
+            result.close()
+
     def exists(self, key: str) -> bool:
         check_key(key)
         try:
@@ -256,6 +350,14 @@ def _refused(e: Any, op: str, key: str, status: int, code: str, request_id: str)
     hint = _REFUSAL_HINTS.get(code, _DEFAULT_HINT)
     text = f"OSS refused the request: {code or 'HTTP ' + str(status)}" + (f" {message}" if message else "")
     return StoreRefused(f"{text} ({', '.join(facts)}); {hint}", code=code or str(status), status=status)
+
+
+def _range_start(content_range: str | None) -> int | None:
+    """The first byte of ``Content-Range: bytes 0-9/44``; None when absent or malformed."""
+    try:
+        return int(str(content_range).split(" ", 1)[1].split("-", 1)[0])
+    except (IndexError, ValueError):
+        return None
 
 
 def _provider(oss2: Any, source: CredentialSource) -> Any:

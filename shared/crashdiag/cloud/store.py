@@ -13,7 +13,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import BinaryIO, Protocol, TypeVar
 
 T = TypeVar("T")
 
@@ -98,9 +98,56 @@ def check_prefix(prefix: str) -> str:
     return prefix
 
 
+# Reads of one object in pieces go this many bytes at a time, so a stage holds at most one
+# piece (plus what it keeps) whatever the object's size.
+READ_CHUNK = 1024 * 1024
+
+
+def _check_range(start: int, length: int) -> None:
+    if start < 0 or length < 0:
+        raise ValueError(f"a byte range starts at 0 or later and has a length of 0 or more, not {start}+{length}")
+
+
+def copy_bounded(read: Callable[[int], bytes], out: BinaryIO, max_bytes: int | None = None) -> int:
+    """Copy from ``read`` into ``out`` READ_CHUNK at a time, ``max_bytes`` at most; returns
+    the number of bytes written. Never asks ``read`` for more than is still wanted."""
+    written = 0
+    while max_bytes is None or written < max_bytes:
+        want = READ_CHUNK if max_bytes is None else min(READ_CHUNK, max_bytes - written)
+        piece = read(want)
+        if not piece:
+            break
+        piece = piece[:want]  # a reader that hands back more than asked is cut here
+        out.write(piece)
+        written += len(piece)
+    return written
+
+
+def read_bounded(read: Callable[[int], bytes], length: int, skip: int = 0) -> bytes:
+    """Skip ``skip`` bytes of ``read`` (piece by piece, kept nowhere), then return at most
+    ``length`` bytes: what a ranged read keeps whatever the server sends."""
+    buf = bytearray()
+    while skip > 0:
+        piece = read(min(READ_CHUNK, skip))
+        if not piece:
+            return b""
+        if len(piece) > skip:  # a reader that hands back more than asked: the rest is wanted
+            buf += piece[skip:][:length]
+        skip -= len(piece)
+    while len(buf) < length:
+        piece = read(min(READ_CHUNK, length - len(buf)))
+        if not piece:
+            break
+        buf += piece[: length - len(buf)]
+    return bytes(buf)
+
+
 class ObjectStore(Protocol):
     def put(self, key: str, data: bytes, *, content_type: str = "application/octet-stream", if_absent: bool = False) -> None: ...
     def get(self, key: str) -> bytes: ...
+    def size(self, key: str) -> int: ...
+    def get_range(self, key: str, start: int, length: int) -> bytes: ...
+    def get_to_file(self, key: str, out: BinaryIO, max_bytes: int | None = None) -> int: ...
     def exists(self, key: str) -> bool: ...
     def delete(self, key: str) -> None: ...
     def list(self, prefix: str) -> list[str]: ...
@@ -139,6 +186,35 @@ class LocalStore:
     def get(self, key: str) -> bytes:
         try:
             return self._path(key).read_bytes()
+        except (FileNotFoundError, IsADirectoryError):
+            raise NotFound(key) from None
+
+    def size(self, key: str) -> int:
+        """The object's length in bytes, without reading it."""
+        try:
+            path = self._path(key)
+            if not path.is_file():
+                raise NotFound(key)
+            return path.stat().st_size
+        except FileNotFoundError:
+            raise NotFound(key) from None
+
+    def get_range(self, key: str, start: int, length: int) -> bytes:
+        """At most ``length`` bytes from offset ``start`` (b"" past the end)."""
+        _check_range(start, length)
+        try:
+            with self._path(key).open("rb") as f:
+                f.seek(start)
+                return f.read(length)
+        except (FileNotFoundError, IsADirectoryError):
+            raise NotFound(key) from None
+
+    def get_to_file(self, key: str, out: BinaryIO, max_bytes: int | None = None) -> int:
+        """Copy the object (its first ``max_bytes`` at most) into ``out`` piece by piece;
+        returns the number of bytes written."""
+        try:
+            with self._path(key).open("rb") as f:
+                return copy_bounded(f.read, out, max_bytes)
         except (FileNotFoundError, IsADirectoryError):
             raise NotFound(key) from None
 
