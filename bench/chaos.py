@@ -169,8 +169,8 @@ class ChaosStore:
     def get_range(self, key: str, start: int, length: int) -> bytes:
         return self.inner.get_range(key, start, length)
 
-    def get_to_file(self, key: str, out: Any, max_bytes: int | None = None) -> int:
-        return self.inner.get_to_file(key, out, max_bytes)
+    def get_to_file(self, key: str, out: Any, max_bytes: int | None = None, start: int = 0) -> int:
+        return self.inner.get_to_file(key, out, max_bytes, start)
 
     def exists(self, key: str) -> bool:
         return self.inner.exists(key)

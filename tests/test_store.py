@@ -8,6 +8,7 @@ transient faults and credential-free errors."""
 
 from __future__ import annotations
 
+import io
 import threading
 import urllib.error
 import urllib.request
@@ -110,6 +111,14 @@ def test_get_range_reads_at_most_the_window(store, start, length, expect):
     assert store.get_range("k/log", start, length) == expect
 
 
+def test_put_from_a_file(store, tmp_path):
+    src = tmp_path / "src"
+    src.write_bytes(BODY * 1500)
+    with open(src, "rb") as f:
+        store.put("k/from-file", f, content_type="text/plain")
+    assert store.get("k/from-file") == BODY * 1500
+
+
 def test_get_range_missing_and_bad_ranges(store):
     with pytest.raises(NotFound):
         store.get_range("k/missing", 0, 10)
@@ -128,6 +137,11 @@ def test_get_to_file_streams_the_object(store, tmp_path):
     with open(tmp_path / "head", "wb") as out:
         assert store.get_to_file("k/log", out, max_bytes=100) == 100
     assert (tmp_path / "head").read_bytes() == BODY[:100]
+    with open(tmp_path / "tail", "wb") as out:
+        assert store.get_to_file("k/log", out, max_bytes=10_000, start=len(BODY) * 3000 - 50) == 50
+    assert (tmp_path / "tail").read_bytes() == (BODY * 3000)[-50:]
+    with open(tmp_path / "past", "wb") as out:
+        assert store.get_to_file("k/log", out, start=len(BODY) * 3000 + 1) == 0
     store.put("k/empty", b"")
     with open(tmp_path / "empty", "wb") as out:
         assert store.get_to_file("k/empty", out, max_bytes=100) == 0
@@ -266,6 +280,10 @@ def test_oss_ranged_read_keeps_its_bound_when_the_whole_object_comes(oss_store, 
     oss_standin.serve_whole_next(1)
     assert oss_store.get_range("k/log", start, 16) == (BODY * 2000)[start:start + 16]
     assert oss_standin.ranges[-1][2]  # the whole object was sent (200)
+    oss_standin.serve_whole_next(1)
+    out = io.BytesIO()
+    assert oss_store.get_to_file("k/log", out, max_bytes=5000, start=start) == 5000
+    assert out.getvalue() == (BODY * 2000)[start:start + 5000]
 
 
 def test_oss_forbid_overwrite_header_and_409(oss_store):

@@ -35,11 +35,12 @@ from .credentials import Credentials, CredentialSource, as_source
 from .store import (
     AlreadyExists,
     NotFound,
+    Skipping,
     StoreError,
     StoreRefused,
     StoreUnavailable,
-    _check_range,
     check_key,
+    check_range,
     copy_bounded,
     read_bounded,
 )
@@ -154,7 +155,11 @@ class OssStore:
 
     # -- the ObjectStore protocol ------------------------------------------------------
 
-    def put(self, key: str, data: bytes, *, content_type: str = "application/octet-stream", if_absent: bool = False) -> None:
+    def put(self, key: str, data: bytes | BinaryIO, *, content_type: str = "application/octet-stream",
+            if_absent: bool = False) -> None:
+        """PutObject; ``data`` is bytes or a binary file, which oss2 streams from where it
+        stands (oss2/http.py ``_convert_request_body``: a seekable file is sent from its
+        position with its remaining length)."""
         check_key(key)
         headers = {"Content-Type": content_type}
         if if_absent:
@@ -197,61 +202,75 @@ class OssStore:
         """At most ``length`` bytes from offset ``start`` (b"" past the end): GetObject with
         ``Range: bytes=start-end`` and ``x-oss-range-behavior: standard``. Whatever the server
         sends (a 200 with the whole object, a longer body), no more than ``length`` bytes
-        are read off the connection past ``start``, and the connection is then closed."""
+        past ``start`` are read off the connection, which is then closed."""
         check_key(key)
-        _check_range(start, length)
+        check_range(start, length)
         if length == 0:
             return b""
+        opened = self._open_range(key, start, length, "get_range")
+        if opened is None:
+            return b""
+        result, reader = opened
         try:
-            result = self.bucket.get_object(key, byte_range=(start, start + length - 1),
-                                            headers={_RANGE_BEHAVIOR: "standard"})
-        except self._oss2.exceptions.OssError as e:
-            if getattr(e, "status", None) == 416:  # InvalidRange: the start is at or past the end
-                return b""
-            raise self._translate(e, "get_range", key) from None
-        try:
-            skip = start
-            if result.status == 206:
-                first = _range_start(result.content_range)
-                if first != start:
-                    raise StoreError(f"oss get_range {key!r}: asked for bytes from {start}, got {result.content_range!r}")
-                skip = 0
-            elif result.content_length is not None and result.content_length <= start:
-                return b""  # the whole object came back and it ends before start
-            # else a 200: the whole object (the range ignored); the bytes before start are skipped
-            return read_bounded(result.read, length, skip)
+            return read_bounded(reader.read, length)
         except self._requests.RequestException as e:
             raise StoreUnavailable(f"oss get_range {key!r}: download interrupted ({type(e).__name__})") from None
         finally:
             result.close()
 
-    def get_to_file(self, key: str, out: BinaryIO, max_bytes: int | None = None) -> int:
-        """Stream the object (its first ``max_bytes`` at most) into ``out``, a piece at a time;
-        returns the number of bytes written. A body that ends short of its Content-Length is
-        a torn download (StoreUnavailable), as in ``get``."""
+    def get_to_file(self, key: str, out: BinaryIO, max_bytes: int | None = None, start: int = 0) -> int:
+        """Stream the object from offset ``start`` (``max_bytes`` at most) into ``out``, a piece
+        at a time; returns the number of bytes written. A body that ends short of what the
+        server announced is a torn download (StoreUnavailable), as in ``get``."""
         check_key(key)
+        check_range(start, max_bytes or 0)
+        if max_bytes == 0:
+            return 0
+        opened = self._open_range(key, start, max_bytes, "get")
+        if opened is None:
+            return 0
+        result, reader = opened
         try:
-            if max_bytes is not None:
-                _check_range(0, max_bytes)
-                if max_bytes == 0:
-                    return 0
-                result = self.bucket.get_object(key, byte_range=(0, max_bytes - 1), headers={_RANGE_BEHAVIOR: "standard"})
-            else:
-                result = self.bucket.get_object(key)
-        except self._oss2.exceptions.OssError as e:
-            if max_bytes is not None and getattr(e, "status", None) == 416:  # an empty object has no byte 0
-                return 0
-            raise self._translate(e, "get", key) from None
-        try:
-            written = copy_bounded(result.read, out, max_bytes)
-            expected = result.content_length
-            if expected is not None and written < min(expected, max_bytes if max_bytes is not None else expected):
-                raise StoreUnavailable(f"oss get {key!r}: download interrupted ({written} of {expected} bytes)")
-            return written
+            written = copy_bounded(reader.read, out, max_bytes)
         except self._requests.RequestException as e:
             raise StoreUnavailable(f"oss get {key!r}: download interrupted ({type(e).__name__})") from None
         finally:
             result.close()
+        announced = result.content_length
+        if announced is not None:
+            if result.status != 206:  # the whole object came: what was wanted of it
+                announced = max(0, announced - start)
+            if written < min(announced, max_bytes if max_bytes is not None else announced):
+                raise StoreUnavailable(f"oss get {key!r}: download interrupted ({written} of {announced} bytes)")
+        return written
+
+    def _open_range(self, key: str, start: int, length: int | None, op: str) -> tuple[Any, Skipping] | None:
+        """GetObject from ``start`` (``length`` bytes, or to the end) with the standard range
+        behaviour: the response and a reader positioned at ``start``; None when the object
+        ends at or before ``start``."""
+        whole = start == 0 and length is None
+        try:
+            if whole:
+                result = self.bucket.get_object(key)
+            else:
+                last = None if length is None else start + length - 1
+                result = self.bucket.get_object(key, byte_range=(start, last), headers={_RANGE_BEHAVIOR: "standard"})
+        except self._oss2.exceptions.OssError as e:
+            if getattr(e, "status", None) == 416:  # InvalidRange: the start is at or past the end
+                return None
+            raise self._translate(e, op, key) from None
+        skip = start
+        if result.status == 206:
+            first = _range_start(result.content_range)
+            if first != start:
+                result.close()
+                raise StoreError(f"oss {op} {key!r}: asked for bytes from {start}, got {result.content_range!r}")
+            skip = 0
+        elif result.content_length is not None and result.content_length <= start:
+            result.close()
+            return None  # the whole object came back, and it ends before start
+        # else a 200: the whole object (the range ignored); the bytes before start are dropped
+        return result, Skipping(result.read, skip)
 
     def exists(self, key: str) -> bool:
         check_key(key)

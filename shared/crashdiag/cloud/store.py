@@ -103,37 +103,30 @@ def check_prefix(prefix: str) -> str:
 READ_CHUNK = 1024 * 1024
 
 
-def _check_range(start: int, length: int) -> None:
+def check_range(start: int, length: int) -> None:
     if start < 0 or length < 0:
         raise ValueError(f"a byte range starts at 0 or later and has a length of 0 or more, not {start}+{length}")
 
 
 def copy_bounded(read: Callable[[int], bytes], out: BinaryIO, max_bytes: int | None = None) -> int:
     """Copy from ``read`` into ``out`` READ_CHUNK at a time, ``max_bytes`` at most; returns
-    the number of bytes written. Never asks ``read`` for more than is still wanted."""
+    the number of bytes written. What ``read`` hands back past what was asked is dropped."""
     written = 0
     while max_bytes is None or written < max_bytes:
         want = READ_CHUNK if max_bytes is None else min(READ_CHUNK, max_bytes - written)
         piece = read(want)
         if not piece:
             break
-        piece = piece[:want]  # a reader that hands back more than asked is cut here
+        piece = piece[:want]
         out.write(piece)
         written += len(piece)
     return written
 
 
-def read_bounded(read: Callable[[int], bytes], length: int, skip: int = 0) -> bytes:
-    """Skip ``skip`` bytes of ``read`` (piece by piece, kept nowhere), then return at most
-    ``length`` bytes: what a ranged read keeps whatever the server sends."""
+def read_bounded(read: Callable[[int], bytes], length: int) -> bytes:
+    """At most ``length`` bytes of ``read``, asked for piece by piece: what a ranged read
+    keeps whatever the server sends."""
     buf = bytearray()
-    while skip > 0:
-        piece = read(min(READ_CHUNK, skip))
-        if not piece:
-            return b""
-        if len(piece) > skip:  # a reader that hands back more than asked: the rest is wanted
-            buf += piece[skip:][:length]
-        skip -= len(piece)
     while len(buf) < length:
         piece = read(min(READ_CHUNK, length - len(buf)))
         if not piece:
@@ -142,12 +135,35 @@ def read_bounded(read: Callable[[int], bytes], length: int, skip: int = 0) -> by
     return bytes(buf)
 
 
+class Skipping:
+    """A reader over ``read`` whose first ``skip`` bytes are dropped, a piece at a time (a
+    server that ignored a range sends the object from its start)."""
+
+    def __init__(self, read: Callable[[int], bytes], skip: int) -> None:
+        self._read, self._skip, self._pending = read, skip, b""
+
+    def read(self, n: int) -> bytes:
+        while self._skip > 0:
+            piece = self._read(min(READ_CHUNK, self._skip))
+            if not piece:
+                self._skip = 0
+                return b""
+            if len(piece) > self._skip:  # more than asked: the rest is wanted data
+                self._pending = piece[self._skip:]
+            self._skip = max(0, self._skip - len(piece))
+        if self._pending:
+            out, self._pending = self._pending[:n], self._pending[n:]
+            return out
+        return self._read(n)
+
+
 class ObjectStore(Protocol):
-    def put(self, key: str, data: bytes, *, content_type: str = "application/octet-stream", if_absent: bool = False) -> None: ...
+    def put(self, key: str, data: bytes | BinaryIO, *, content_type: str = "application/octet-stream",
+            if_absent: bool = False) -> None: ...
     def get(self, key: str) -> bytes: ...
     def size(self, key: str) -> int: ...
     def get_range(self, key: str, start: int, length: int) -> bytes: ...
-    def get_to_file(self, key: str, out: BinaryIO, max_bytes: int | None = None) -> int: ...
+    def get_to_file(self, key: str, out: BinaryIO, max_bytes: int | None = None, start: int = 0) -> int: ...
     def exists(self, key: str) -> bool: ...
     def delete(self, key: str) -> None: ...
     def list(self, prefix: str) -> list[str]: ...
@@ -164,13 +180,18 @@ class LocalStore:
     def _path(self, key: str) -> Path:
         return self.root / check_key(key)
 
-    def put(self, key: str, data: bytes, *, content_type: str = "application/octet-stream", if_absent: bool = False) -> None:
+    def put(self, key: str, data: bytes | BinaryIO, *, content_type: str = "application/octet-stream",
+            if_absent: bool = False) -> None:
+        """Write ``data`` (bytes, or a binary file read from where it stands to its end)."""
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         try:
             with os.fdopen(fd, "wb") as f:
-                f.write(data)
+                if isinstance(data, bytes | bytearray | memoryview):
+                    f.write(data)
+                else:
+                    copy_bounded(data.read, f)
             if if_absent:
                 try:
                     os.link(tmp, path)  # fails if the key exists, atomically
@@ -201,7 +222,7 @@ class LocalStore:
 
     def get_range(self, key: str, start: int, length: int) -> bytes:
         """At most ``length`` bytes from offset ``start`` (b"" past the end)."""
-        _check_range(start, length)
+        check_range(start, length)
         try:
             with self._path(key).open("rb") as f:
                 f.seek(start)
@@ -209,11 +230,13 @@ class LocalStore:
         except (FileNotFoundError, IsADirectoryError):
             raise NotFound(key) from None
 
-    def get_to_file(self, key: str, out: BinaryIO, max_bytes: int | None = None) -> int:
-        """Copy the object (its first ``max_bytes`` at most) into ``out`` piece by piece;
-        returns the number of bytes written."""
+    def get_to_file(self, key: str, out: BinaryIO, max_bytes: int | None = None, start: int = 0) -> int:
+        """Copy the object from offset ``start`` (``max_bytes`` at most) into ``out`` piece by
+        piece; returns the number of bytes written."""
+        check_range(start, max_bytes or 0)
         try:
             with self._path(key).open("rb") as f:
+                f.seek(start)
                 return copy_bounded(f.read, out, max_bytes)
         except (FileNotFoundError, IsADirectoryError):
             raise NotFound(key) from None
