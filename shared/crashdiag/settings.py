@@ -31,6 +31,7 @@ ENV: dict[str, tuple[str, type]] = {
     "COLLECT_COMMAND_TIMEOUT": ("collect_command_timeout", int),
     "COLLECT_POLL_SECONDS": ("collect_poll_seconds", float),
     "COLLECT_MAX_BYTES": ("collect_max_bytes", int),
+    "LOG_MAX_BYTES": ("log_max_bytes", int),
     # waiting for a guest that is saving a kdump capture (docs/PIPELINE.md, "Waiting for the guest")
     "GUEST_WAIT_MINUTES": ("guest_wait_minutes", int),
     "CAPTURE_STALL_MINUTES": ("capture_stall_minutes", int),
@@ -87,6 +88,7 @@ SMTP_SECURITY = ("ssl", "starttls", "none")
 # A presigned URL signed with OSS Signature V4 lives at most 7 days (x-oss-expires 1..604800:
 # https://help.aliyun.com/en/oss/user-guide/0002-00000232).
 MAX_PRESIGN_TTL = 7 * 24 * 3600
+MIN_LOG_MAX_BYTES = 256 * 1024  # room for a head, a tail and a crash report in each
 _CREDENTIAL_VARS = ("ALIBABA_CLOUD_ACCESS_KEY_ID", "ALIBABA_CLOUD_ACCESS_KEY_SECRET", "ALIBABA_CLOUD_SECURITY_TOKEN")
 
 
@@ -110,6 +112,10 @@ class Settings:
     collect_command_timeout: int = 120  # RunCommand Timeout
     collect_poll_seconds: float = 3.0  # first poll interval; grows with backoff
     collect_max_bytes: int = 11000  # the script's whole output, inside the 12,000 bytes the agent keeps
+    # The most of a guest's upload that collect keeps as crash.log (an honest guest script
+    # sends at most 64 MiB). A larger object (root on the guest can PUT anything to its
+    # URL) is checked by size first and kept as its head and its tail, with a note.
+    log_max_bytes: int = 64 * 1024 * 1024
     # A guest whose console shows a kdump capture under way is waited for (a state, checked
     # again with backoff; no function sleeps through it) until this long after the crash.
     # makedumpfile filters and writes a few hundred MB/s at best: a 512 GiB instance can
@@ -214,6 +220,8 @@ class Settings:
             raise ValueError(f"CRASHDIAG_AUDIT_TAG must be KEY=VALUE, not {s.audit_tag!r}")
         if s.smtp_security not in SMTP_SECURITY:
             raise ValueError(f"SMTP_SECURITY must be one of {', '.join(SMTP_SECURITY)}, not {s.smtp_security!r}")
+        if s.log_max_bytes < MIN_LOG_MAX_BYTES:
+            raise ValueError(f"LOG_MAX_BYTES must be at least {MIN_LOG_MAX_BYTES}, not {s.log_max_bytes}")
         for var, value in (("REPORT_LINK_TTL", s.report_link_ttl), ("UPLOAD_URL_TTL", s.upload_url_ttl)):
             if not 0 < value <= MAX_PRESIGN_TTL:
                 raise ValueError(f"{var} must be 1..{MAX_PRESIGN_TTL} seconds (a V4-signed OSS URL lives at most "

@@ -21,15 +21,17 @@ a ``state/40-notified.json`` once every channel has had its last word.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
 import logging
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from ..cloud.ecs import CloudError, EcsApi
 from ..cloud.store import (
@@ -47,6 +49,11 @@ from .events import Accepted, CrashEvent, Rejected, Skipped, parse_events
 log = logging.getLogger("crashdiag.pipeline")
 
 STATES = {"received": "00", "collecting": "10", "waiting": "15", "collected": "20", "diagnosed": "30", "notified": "40", "failed": "90"}
+# An upload over LOG_MAX_BYTES is kept as its head (this much at most: the boot's first
+# lines, ``Linux version`` and ``Command line``, sit in its first kilobytes) and its tail,
+# each cut at a line end looked for within UPLOAD_LINE_PROBE bytes.
+UPLOAD_HEAD_BYTES = 1024 * 1024
+UPLOAD_LINE_PROBE = 64 * 1024
 TERMINAL = "notified"  # told (or every channel gave its last word): nothing more will happen
 OPEN = "open/"
 
@@ -135,10 +142,18 @@ class Pipeline:
         """Store calls retry transient failures (5xx, timeouts) with backoff and jitter."""
         return retry_transient(fn, self.sleep)
 
-    def _put(self, key: str, data: bytes, content_type: str = "application/json", if_absent: bool = False) -> bool:
-        """Write an object; with if_absent, return False when it already existed."""
+    def _put(self, key: str, data: bytes | BinaryIO, content_type: str = "application/json", if_absent: bool = False) -> bool:
+        """Write an object (bytes, or a seekable binary file from where it stands); with
+        if_absent, return False when it already existed."""
+        at = None if isinstance(data, bytes | bytearray) else data.tell()
+
+        def once() -> None:
+            if at is not None:
+                data.seek(at)  # a retried write sends the file again from its start
+            self.store.put(key, data, content_type=content_type, if_absent=if_absent)
+
         try:
-            self._retrying(lambda: self.store.put(key, data, content_type=content_type, if_absent=if_absent))
+            self._retrying(once)
             return True
         except AlreadyExists:
             return False
@@ -372,24 +387,102 @@ class Pipeline:
             result["notes"].append(f"waited {result['waited']['minutes']} min ({prev.get('checks')} checks) for the guest "
                                    f"while kdump saved its dump; last seen on the console: {prev.get('reason')}")
         log_bytes = result.pop("_log", None)
+        upload = None
         if result.get("log", {}).get("uploaded") == "yes":
             try:
-                log_bytes = self._get(f"{prefix}guest-upload.log")
-                result["log"]["via"] = "upload"
+                upload = self.read_upload(prefix, result)
             except NotFound:
                 result["notes"].append("the guest said it uploaded the log, but the object is missing; using the excerpt")
         result["incident"] = ev
         result["collected_at"] = _now()
         result = self._private(result, record.get("redaction"))
-        if not log_bytes:
+        if not log_bytes and upload is None:
             return self.fail(prefix, result["failure"]["reason"], result["failure"]["advice"], stage="collect", collect=result)
         # content first; crash.log (its creation triggers diagnosis) after; the state last.
         self._put(f"{prefix}collect.json", _json(result))
         if isinstance(log_bytes, str):
             log_bytes = log_bytes.encode("utf-8", "replace")
-        self._put(f"{prefix}crash.log", log_bytes, content_type="text/plain; charset=utf-8", if_absent=True)
+        with upload or contextlib.nullcontext():
+            self._put(f"{prefix}crash.log", upload or log_bytes, content_type="text/plain; charset=utf-8", if_absent=True)
         self.set_state(prefix, "collected", method=result["method"], complete=result["complete"])
         return result
+
+    def read_upload(self, prefix: str, result: dict) -> BinaryIO | None:
+        """The guest's upload as a temporary file to store as crash.log, its size looked at
+        before any of it is read (a hostile guest can PUT any size to its URL). Up to
+        LOG_MAX_BYTES it is copied whole; past that only its head (boot context: ``Linux
+        version``, ``Command line``) and its tail (where a crash is) are read, by ranged reads,
+        with a marker line between, and a note says so. Memory stays at one READ_CHUNK
+        whatever the size. None (and a note) when the upload is empty: the excerpt serves.
+        Records ``log.via``, ``log.uploaded_bytes`` and ``log.kept_bytes`` in ``result``."""
+        key = f"{prefix}guest-upload.log"
+        size = int(self._retrying(lambda: self.store.size(key)))
+        meta = result.setdefault("log", {})
+        meta["uploaded_bytes"] = size
+        if size == 0:
+            result["notes"].append("the guest's upload is empty; using the excerpt")
+            return None
+        cap = self.settings.log_max_bytes
+        out = tempfile.TemporaryFile(prefix="crashdiag-upload-")  # noqa: SIM115 - the caller closes it
+        try:
+            if size <= cap:
+                kept = self._copy_window(key, out, 0, cap)
+            else:
+                kept = self._head_and_tail(key, out, size, cap, result)
+        except BaseException:
+            out.close()
+            raise
+        meta["via"] = "upload"
+        meta["kept_bytes"] = kept
+        out.seek(0)
+        return out
+
+    def _copy_window(self, key: str, out: BinaryIO, start: int, length: int) -> int:
+        """Append ``length`` bytes (at most) of ``key`` from ``start`` to ``out``; a retried read
+        starts again where this window began."""
+        at = out.tell()
+
+        def once() -> int:
+            out.seek(at)
+            out.truncate()
+            return self.store.get_to_file(key, out, max_bytes=length, start=start)
+
+        return int(self._retrying(once))
+
+    def _head_and_tail(self, key: str, out: BinaryIO, size: int, cap: int, result: dict) -> int:
+        """crash.log from an oversized upload: its first lines and its last, cut at line ends,
+        LOG_MAX_BYTES in all with a marker line between them."""
+        probe = min(UPLOAD_LINE_PROBE, cap // 8)
+        head_n = min(UPLOAD_HEAD_BYTES, cap // 4)
+        # the head ends at its last newline, the tail begins after its first one (looked for
+        # within ``probe`` bytes; a log without line ends there is cut where it is)
+        tail_edge = self._retrying(lambda: self.store.get_range(key, max(0, head_n - probe), probe))
+        nl = tail_edge.rfind(b"\n")
+        if nl >= 0:
+            head_n = max(0, head_n - probe) + nl + 1
+        marker_room = 200
+        tail_start = size - (cap - head_n - marker_room)
+        head_edge = self._retrying(lambda: self.store.get_range(key, tail_start, probe))
+        nl = head_edge.find(b"\n")
+        if 0 <= nl < len(head_edge) - 1:
+            tail_start += nl + 1
+        tail_n = size - tail_start
+        head = self._copy_window(key, out, 0, head_n)
+        left_out = tail_start - head
+        marker = (f"[crashdiag: {left_out} bytes of the guest's upload left out here: it was {size} bytes, over "
+                  f"LOG_MAX_BYTES={cap}]\n").encode()
+        if head:
+            out.seek(-1, 1)
+            if out.read(1) != b"\n":
+                marker = b"\n" + marker  # the marker stands on a line of its own
+        out.write(marker)
+        tail = self._copy_window(key, out, tail_start, tail_n)
+        result["complete"] = False
+        result["log"]["kept"] = {"head": head, "tail": tail, "left_out": left_out}
+        result["notes"].append(
+            f"the guest uploaded {_mib(size)}, over LOG_MAX_BYTES ({_mib(cap)}); kept the first {_mib(head)} and the "
+            f"last {_mib(tail)} of it, with a marker line where {_mib(left_out)} were left out")
+        return head + len(marker) + tail
 
     # --- waiting for a guest that is saving a kdump capture (docs/PIPELINE.md) -------------
 
@@ -603,6 +696,10 @@ class Pipeline:
                            channels={name: c["status"] for name, c in summary["channels"].items()})
             self.close(prefix)
         return summary
+
+
+def _mib(n: int) -> str:
+    return f"{n / (1024 * 1024):.1f} MiB"
 
 
 def _epoch(value: str | None) -> int | None:

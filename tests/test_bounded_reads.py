@@ -1,0 +1,100 @@
+"""A guest's upload is read by size first: over LOG_MAX_BYTES only its head and its tail
+are kept (ranged reads, a marker line between, a note in collect.json and the report);
+diagnose and notify read the log in bounded pieces. Everything over real HTTP: the
+guest's curl and oss2 against the OSS stand-in, the ECS SDK against its stand-in."""
+
+# ruff: noqa: F811
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import shutil
+
+import pytest
+from fixtures_world import event, instances, report_of, world  # noqa: F401
+
+from fixtures_oss import oss_standin, oss_store  # noqa: F401
+
+BIG = "eventbridge-crash-big-messages.json"  # i-bp1bigmessages06: a 2 MB /var/log/messages, hung task near its end
+CAP = 300_000
+
+
+def _needs_uploader() -> None:
+    if not (shutil.which("curl") or shutil.which("wget")):
+        pytest.skip("neither curl nor wget on this machine: the guest cannot upload")
+
+
+def _whole(world) -> bytes:
+    return (world.instances / "i-bp1bigmessages06" / "root" / "var" / "log" / "messages").read_bytes()
+
+
+def _oversized(world) -> str:
+    _needs_uploader()
+    world.pipeline.settings = dataclasses.replace(world.pipeline.settings, log_max_bytes=CAP)
+    [prefix] = world.ingest(event(BIG)).accepted
+    return prefix
+
+
+def test_an_upload_over_the_cap_is_kept_as_head_marker_and_tail(world, oss_standin):
+    prefix = _oversized(world)
+    whole = _whole(world)
+    assert len(whole) > 4 * CAP
+    crash = world.store.get(f"{prefix}crash.log")
+    assert len(crash) <= CAP
+    head, marker, tail = re.split(rb"(?m)^(\[crashdiag: \d+ bytes of the guest's upload left out here[^\n]*\n)", crash)
+    assert whole.startswith(head) and head.endswith(b"\n")
+    assert b"Linux version" in head and b"Command line:" in head  # the boot's context
+    assert whole.endswith(tail) and whole[-len(tail) - 1:-len(tail)] == b"\n"  # cut at a line end
+    left_out = len(whole) - len(head) - len(tail)
+    assert f"{left_out} bytes".encode() in marker and f"it was {len(whole)} bytes".encode() in marker
+    # each read was a bounded ranged GET sent with OSS's standard range behaviour
+    assert oss_standin.ranges and all(behaviour == "standard" for _, behaviour, _ in oss_standin.ranges)
+    gets = [r for r in oss_standin.requests if r.startswith("GET ") and "guest-upload.log" in r]
+    assert len(gets) == len(oss_standin.ranges)  # no read of the upload without a range
+
+    collect = json.loads(world.store.get(f"{prefix}collect.json"))
+    assert collect["complete"] is False
+    log = collect["log"]
+    assert log["uploaded_bytes"] == len(whole) and log["kept_bytes"] == len(crash)
+    assert log["kept"] == {"head": len(head), "tail": len(tail), "left_out": left_out}
+    [note] = [n for n in collect["notes"] if "over LOG_MAX_BYTES" in n]
+    assert note.startswith("the guest uploaded 1.9 MiB, over LOG_MAX_BYTES (0.3 MiB); kept the first")
+
+    rep = report_of(world, prefix)
+    assert note in rep["collection"]["notes"]
+    assert rep["diagnosis"]["kind"] == "hung_task"  # the crash was in the tail
+    assert "over LOG_MAX_BYTES" in world.store.get(f"{prefix}report.html").decode()
+
+
+def test_an_upload_within_the_cap_is_kept_whole(world):
+    _needs_uploader()
+    [prefix] = world.ingest(event(BIG)).accepted
+    whole = _whole(world)
+    assert world.store.get(f"{prefix}crash.log") == whole
+    log = json.loads(world.store.get(f"{prefix}collect.json"))["log"]
+    assert log["uploaded_bytes"] == log["kept_bytes"] == len(whole) and "kept" not in log
+
+
+def test_a_server_that_ignores_the_ranges_changes_nothing(world, oss_standin):
+    """OSS answers a range it finds invalid (without the standard behaviour) with 200 and the
+    whole object: collect's reads still keep only their windows, from the right offsets."""
+    prefix = _oversized(world)
+    expected = world.store.get(f"{prefix}crash.log")
+    ranged = len(oss_standin.ranges)
+    world.pipeline.settings = dataclasses.replace(world.pipeline.settings, log_max_bytes=CAP)
+    oss_standin.serve_whole_next(ranged)  # every ranged GET of the next collection
+    [prefix2] = world.ingest(event(BIG, eventId="e-bp1bigmessage0002")).accepted
+    assert sum(whole for _, _, whole in oss_standin.ranges) == ranged
+    assert world.store.get(f"{prefix2}crash.log") == expected
+    assert report_of(world, prefix2)["diagnosis"]["kind"] == "hung_task"
+
+
+def test_log_max_bytes_setting():
+    from crashdiag.settings import Settings
+
+    assert Settings.from_env({}).log_max_bytes == 64 * 1024 * 1024  # what the guest script sends at most
+    assert Settings.from_env({"LOG_MAX_BYTES": "1000000"}).log_max_bytes == 1_000_000
+    with pytest.raises(ValueError, match="LOG_MAX_BYTES must be at least"):
+        Settings.from_env({"LOG_MAX_BYTES": "1000"})
