@@ -435,6 +435,117 @@ def test_a_kdump_file_not_owned_by_root_is_ignored(shell, tmp_path):
     _assert_genuine(root, run_script(root, tmp_path, since=str(T0 - 60), shell=shell)[0])
 
 
+# --- one copy of the chosen file, through one descriptor (attacks as a local user: test_guest_attacks) ---
+
+
+LOG_MAX = 64 << 20  # the script's cap on the copy (its end past that)
+MEM_MAX = 4 << 20  # the cap without a private temporary directory (the copy is held in memory)
+TAIL_CRASH = b"<0>[ 99.000001] Kernel panic - not syncing: the genuine end of a long log\n"
+
+
+def _messages(root: Path, data: bytes | None = None, hole: int = 0) -> Path:
+    """var/log/messages: ``hole`` bytes of sparse hole (truncate, like ``truncate -s``), then ``data``."""
+    f = root / "var/log/messages"
+    f.parent.mkdir(parents=True, exist_ok=True)
+    with f.open("wb") as fh:
+        fh.write(b"<0>[ 1.000001] Kernel panic - not syncing: EARLY, before the hole\n")
+        if hole:
+            fh.truncate(hole)
+            fh.seek(hole)
+        fh.write(data or TAIL_CRASH)
+    os.utime(f, (T0, T0))
+    return f
+
+
+def test_a_log_over_64_mb_is_read_from_its_end(shell, tmp_path):
+    """A 70 MB log (mostly hole): the copy is its last 64 MB, so the crash at its end is found
+    and what came before the cut is not read; log.size is the whole file's."""
+    root = copy_instance(BOOTLOOP04, tmp_path)
+    f = _messages(root, hole=70 << 20)
+    g = parse_guest_output(run_script(root, tmp_path, shell=shell)[0])
+    assert (g["log"]["source"], g["log"]["size"]) == ("messages", str(f.stat().st_size))
+    assert TAIL_CRASH.strip() in g["payload"]
+    assert b"EARLY" not in g["payload"]
+    assert list((tmp_path / "tmp").iterdir()) == []  # the 64 MB copy is gone with the private dir
+
+
+def test_the_upload_of_a_log_over_64_mb_is_its_last_64_mb(put_server, tmp_path):
+    if shutil.which("curl") is None:
+        pytest.skip("curl is not installed")
+    root = copy_instance(BOOTLOOP04, tmp_path)
+    f = _messages(root, hole=70 << 20)
+    g = parse_guest_output(run_script(root, tmp_path, upload_url=_url(put_server))[0])
+    assert g["log"]["uploaded"] == "yes"
+    body = put_server.puts[0]["body"]
+    assert len(body) == LOG_MAX
+    with f.open("rb") as fh:
+        fh.seek(-LOG_MAX, os.SEEK_END)
+        assert body == fh.read()
+
+
+def test_without_a_private_dir_the_copy_is_held_in_memory_and_capped(shell, put_server, tmp_path):
+    """No usable TMPDIR: the copy is the last MEM_MAX bytes, kept in the shell; curl uploads it."""
+    if shutil.which("curl") is None:
+        pytest.skip("curl is not installed")
+    root = copy_instance(BOOTLOOP04, tmp_path)
+    lines = b"".join(b"Nov 26 09:%02d:%02d h kernel: filler line %07d\n" % (i // 60 % 60, i % 60, i) for i in range(120_000))
+    f = _messages(root, lines + TAIL_CRASH)
+    data = f.read_bytes()
+    assert len(data) > MEM_MAX + (1 << 20)
+    out, _ = run_script(root, tmp_path, upload_url=_url(put_server), tmpdir=str(tmp_path / "no-such-dir"), shell=shell)
+    g = parse_guest_output(out)
+    assert (g["log"]["source"], g["log"]["size"], g["log"]["uploaded"]) == ("messages", str(len(data)), "yes")
+    assert put_server.puts[0]["body"] == data[-MEM_MAX:]
+    assert TAIL_CRASH.strip() in g["payload"] and b"EARLY" not in g["payload"]
+
+
+def test_a_hardlinked_log_is_refused(shell, tmp_path):
+    """A second name for a root-only file (where fs.protected_hardlinks is 0 anyone may make
+    one) is not a log: files with more than one link are not read. The control: the same file
+    with one link is."""
+    root = copy_instance(BOOTLOOP04, tmp_path)
+    secret = root / "etc/shadow"
+    secret.write_bytes(b"root:$6$hardlinked-secret:19000:0:99999:7:::\n")
+    secret.chmod(0o600)
+    msgs = root / "var/log/messages"
+    msgs.parent.mkdir(parents=True)
+    os.link(secret, msgs)
+    out, _ = run_script(root, tmp_path, shell=shell)
+    assert parse_guest_output(out)["log"]["source"] == "none" and b"hardlinked-secret" not in out
+    secret.unlink()
+    g = parse_guest_output(run_script(root, tmp_path, shell=shell)[0])
+    assert g["log"]["source"] == "messages" and b"hardlinked-secret" in g["payload"]
+
+
+@pytest.mark.parametrize(("folder", "mode", "taken"), [
+    ("var/log", 0o777, False), ("var/log", 0o775, True),  # group-writable /var/log: Ubuntu's root:syslog 0775
+    ("var/crash", 0o777, False), ("var/crash", 0o1777, True),  # sticky /var/crash: Ubuntu's 1777
+    (KDUMP01_DIR, 0o757, False), (KDUMP01_DIR, 0o770, True),
+])
+def test_a_log_in_a_folder_others_can_write_is_refused(folder, mode, taken, tmp_path):
+    """Others may not write where a log is (nor, for kdump, rename crash folders without the sticky bit)."""
+    root = copy_instance(KDUMP01 if folder != "var/log" else BOOTLOOP04, tmp_path)
+    if folder == "var/log":
+        _messages(root)
+    (root / folder).chmod(mode)
+    g = parse_guest_output(run_script(root, tmp_path)[0])
+    if folder == "var/log":
+        assert (g["log"]["source"] == "messages") is taken
+    else:
+        assert (g["log"]["path"] == EXPECTED[KDUMP01][1]) is taken
+
+
+def test_a_log_owned_by_another_user_is_refused_outside_kdump_too(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("chown to another uid needs root")
+    root = copy_instance(BOOTLOOP04, tmp_path)
+    f = _messages(root)
+    os.chown(f, 65534, 65534)
+    assert parse_guest_output(run_script(root, tmp_path)[0])["log"]["source"] == "none"
+    os.chown(f, 0, 0)
+    assert parse_guest_output(run_script(root, tmp_path)[0])["log"]["source"] == "messages"
+
+
 # --- hostile input --------------------------------------------------------------------------
 
 
@@ -651,7 +762,9 @@ UPLOADERS = {
 
 @pytest.mark.parametrize("uploader", list(UPLOADERS))
 def test_upload_sends_the_whole_log(uploader, put_server, tmp_path):
-    base = ["sh", "cat", "ls", "head", "tail", "grep", "sed", "gzip", "base64", "wc", "stat", "timeout"]
+    # mktemp and rm: the upload is of the private copy (without one, only curl can send the
+    # in-memory copy; wget needs a file)
+    base = ["sh", "cat", "ls", "head", "tail", "grep", "sed", "gzip", "base64", "wc", "stat", "timeout", "mktemp", "rm"]
     tools = system_tools(*base, *UPLOADERS[uploader])
     path = tool_dir(tmp_path / "bin", {k: v for k, v in tools.items() if k != uploader})
     # The uploader behind a shim that records its command line (what /proc/<pid>/cmdline

@@ -2,11 +2,12 @@
 # ecs-crashdiag: collect the last kernel crash log of this instance (Cloud Assistant).
 #
 # POSIX sh (dash, busybox ash, bash). Read-only on the guest: the only thing written is
-# a private mktemp directory (live journal capture), removed on exit; without a usable
-# temporary directory the script works from in-memory pipelines. Bounded in time (slow
-# commands run under `timeout` when it exists) and in output (everything it prints stays
-# under MAX_BYTES, inside the 12,000 bytes the Cloud Assistant agent keeps). Output format:
-# docs/PIPELINE.md, "The guest collection script".
+# a private mktemp directory (the one copy of the chosen log, a journal capture), removed
+# on exit; without a usable temporary directory the copy is held in memory (MEM_MAX).
+# Bounded in time (slow commands run under `timeout` when it exists), in memory (every
+# read of guest text is capped) and in output (everything it prints stays under
+# MAX_BYTES, inside the 12,000 bytes the Cloud Assistant agent keeps). Output format:
+# docs/PIPELINE.md, "The guest collection script"; what it trusts: SECURITY.md.
 #
 # Cloud Assistant substitutes the three parameters just below before the script runs.
 # They are read through quoted here-documents, so quotes, `$(...)`, backquotes or `;`
@@ -132,7 +133,7 @@ is_num() {
 NOW=
 if [ "$HAVE_DATE" = yes ]; then NOW=$(date +%s) || NOW=; fi
 is_num "$NOW" || NOW=
-# kdump files must be owned by root (or by whoever runs this, e.g. a test; root on a guest).
+# Guest files must be owned by root (or by whoever runs this, e.g. a test; root on a guest).
 MY_UID=0
 if have id; then MY_UID=$(id -u) || MY_UID=0; fi
 
@@ -187,20 +188,42 @@ mtime_of() {  # $1 file -> MT (epoch seconds, 0 when no tool can tell)
     is_num "$MT" || MT=0
 }
 
-size_of() {  # $1 file -> SIZE in bytes
+lsl() {  # ls -lnid "$@" -> LS_INO LS_MODE LS_LINKS LS_UID LS_SIZE (metadata only, no read)
+    LS_MODE=
+    ll=$(ls -lnid "$@") || return 1
+    set -f
+    # shellcheck disable=SC2086
+    set -- $ll
+    set +f
+    LS_INO=${1:-} LS_MODE=${2:-} LS_LINKS=${3:-} LS_UID=${4:-x} LS_SIZE=${6:-}
+}
+own_ok() { [ "$LS_UID" = 0 ] || [ "$LS_UID" = "$MY_UID" ]; }
+
+size_of() {  # $1 file -> SIZE in bytes (from ls: wc would read a sparse file whole)
     SIZE=
-    if [ "$HAVE_WC" = yes ]; then SIZE=$(wc -c <"$1") || SIZE=; fi
-    trim "$SIZE"
-    SIZE=$TRIM
-    if ! is_num "$SIZE"; then
-        so_ls=$(ls -ln "$1") || so_ls=
-        set -f
-        # shellcheck disable=SC2086
-        set -- $so_ls
-        set +f
-        SIZE=${5:-}
-    fi
+    lsl "$1" && SIZE=$LS_SIZE
     is_num "$SIZE" || SIZE=0
+}
+
+# A guest file is trusted when no local user but root can have put it there or change it:
+# a regular file (no symlink) with one link, owned by root, in a folder owned by root that
+# others cannot write. Sets SIZE and ID (inode:owner, compared again on the open descriptor).
+trusted() {
+    [ ! -L "$1" ] && lsl "${1%/*}/" && own_ok || return 1
+    case $LS_MODE in d???????w*) return 1 ;; d*) ;; *) return 1 ;; esac
+    lsl "$1" && own_ok && [ "$LS_LINKS" = 1 ] && is_num "$LS_SIZE" || return 1
+    case $LS_MODE in -*) ;; *) return 1 ;; esac
+    SIZE=$LS_SIZE ID=$LS_INO:$LS_UID
+}
+
+open3() {  # $1 file, $2 its ID: fd 3 open on it when the open file still is the one checked
+    command exec 3<"$1" || return 1
+    # (ls's /proc/self/fd/3 is the descriptor it inherits: the file itself, whatever its name now)
+    if lsl -L /proc/self/fd/3 && [ "$LS_INO:$LS_UID" = "$2" ]; then
+        case $LS_MODE in -*) return 0 ;; esac
+    fi
+    exec 3<&-
+    return 1
 }
 
 count_bytes() {  # stdin -> its length in bytes on stdout
@@ -347,28 +370,30 @@ printf '%s' "$CTX"
 # evidence written at or after SINCE wins (its newest file); when none does, the newest
 # evidence of any source is taken and marked stale.
 
-F_SRC='' F_FILE='' F_PATH='' F_M=0 F_SIZE=0  # first fresh
-A_SRC='' A_FILE='' A_PATH='' A_M=0 A_SIZE=0  # newest of all
+F_SRC='' F_FILE='' F_PATH='' F_M=0 F_SIZE=0 F_ID=  # first fresh
+A_SRC='' A_FILE='' A_PATH='' A_M=0 A_SIZE=0 A_ID=  # newest of all
 JTEXT=
 
-consider() {  # $1 source, $2 file here ("-": JTEXT), $3 path on the guest, [$4 mtime]
+consider() {  # $1 source, $2 file here ("-": JTEXT), $3 path on the guest, [$4 mtime: our own capture]
+    ID=
     if [ "$2" = - ]; then
         SIZE=$((${#JTEXT} + 1))
         [ -n "$JTEXT" ] || return 0
-    else
-        [ -f "$2" ] && [ ! -L "$2" ] && [ -r "$2" ] || return 0
+    elif [ -n "${4:-}" ]; then
         size_of "$2"
-        [ "$SIZE" -gt 0 ] || return 0
+    else
+        trusted "$2" || return 0
     fi
+    [ "$SIZE" -gt 0 ] || return 0
     if [ -n "${4:-}" ]; then MT=$4; else mtime_of "$2"; fi
     [ -z "$NOW" ] || [ "$MT" -le $((NOW + 300)) ] || return 0
     if [ "$MT" -ge "$SINCE" ]; then
         if [ -z "$F_SRC" ] || { [ "$F_SRC" = "$1" ] && [ "$MT" -ge "$F_M" ]; }; then
-            F_SRC=$1 F_FILE=$2 F_PATH=$3 F_M=$MT F_SIZE=$SIZE
+            F_SRC=$1 F_FILE=$2 F_PATH=$3 F_M=$MT F_SIZE=$SIZE F_ID=$ID
         fi
     fi
     if [ -z "$A_SRC" ] || [ "$MT" -gt "$A_M" ] || { [ "$A_SRC" = "$1" ] && [ "$MT" -eq "$A_M" ]; }; then
-        A_SRC=$1 A_FILE=$2 A_PATH=$3 A_M=$MT A_SIZE=$SIZE
+        A_SRC=$1 A_FILE=$2 A_PATH=$3 A_M=$MT A_SIZE=$SIZE A_ID=$ID
     fi
 }
 
@@ -401,18 +426,8 @@ fi
 case $KP in /*) KDIRS="$KDIRS$NL$KP" ;; esac
 KDIRS="$KDIRS$NL/var/crash"
 
-kfile_ok() {  # $1: a regular file, no symlink, in a directory that is no symlink, owned by root
-    [ -f "$1" ] && [ ! -L "$1" ] && [ ! -L "${1%/*}" ] && [ -r "$1" ] || return 1
-    ko=$(ls -lnd "$1") || return 1
-    set -f
-    # shellcheck disable=SC2086
-    set -- $ko
-    set +f
-    [ "${3:-x}" = 0 ] || [ "${3:-x}" = "$MY_UID" ]
-}
-
 SEEN=
-VMCORE='' VMCORE_M=0  # the newest fresh dump without its dmesg
+VMCORE='' VMCORE_M=0 VMCORE_ID=  # the newest fresh dump without its dmesg
 DMESG_MAX=16777216
 OLDIFS=$IFS
 IFS=$NL
@@ -423,21 +438,25 @@ for d in $KDIRS; do
     while :; do case $d in ?*/) d=${d%/} ;; *) break ;; esac; done
     case "$NL$SEEN$NL" in *"$NL$d$NL"*) continue ;; esac
     SEEN="$SEEN$NL$d"
-    [ -d "$ROOT$d" ] || continue
+    # a kdump directory owned by root, which others cannot write or only with the sticky bit
+    # (Ubuntu's /var/crash is 1777): nobody else can rename or replace root's crash folders
+    [ -d "$ROOT$d" ] && lsl "$ROOT$d/" && own_ok || continue
+    case $LS_MODE in d???????w[!tT]*) continue ;; esac
+    # crash folders that are symlinks are not followed (anyone may make one in a 1777 dir)
     for f in "$ROOT$d"/*/vmcore-dmesg.txt "$ROOT$d"/*/dmesg.*; do
-        kfile_ok "$f" && consider kdump "$f" "${f#"$ROOT"}"
+        [ -L "${f%/*}" ] || consider kdump "$f" "${f#"$ROOT"}"
     done
     # A dump with no dmesg beside it (old kexec-tools on a newer kernel, a save cut short,
     # only vmcore-dmesg-incomplete.txt): remembered for makedumpfile below.
     for v in "$ROOT$d"/*/vmcore "$ROOT$d"/*/dump.[0-9]*; do
-        kfile_ok "$v" || continue
+        [ ! -L "${v%/*}" ] && trusted "$v" || continue
         vd=${v%/*}
         [ -s "$vd/vmcore-dmesg.txt" ] && continue
         case $v in */dump.*) [ -s "$vd/dmesg.${v##*/dump.}" ] && continue ;; esac
         mtime_of "$v"
         [ -z "$NOW" ] || [ "$MT" -le $((NOW + 300)) ] || continue
         if [ "$MT" -ge "$SINCE" ] && { [ -z "$VMCORE" ] || [ "$MT" -gt "$VMCORE_M" ]; }; then
-            VMCORE=$v VMCORE_M=$MT
+            VMCORE=$v VMCORE_M=$MT VMCORE_ID=$ID
         fi
     done
 done
@@ -446,7 +465,8 @@ set +f
 
 # No fresh vmcore-dmesg: read the log buffer out of the newest fresh dump with makedumpfile
 # --dump-dmesg (into the private temporary directory, under timeout and a file-size limit),
-# before pstore and the journal. The description says where the text came from.
+# before pstore and the journal. makedumpfile reads the dump through our descriptor, checked
+# to be the file checked above. The description says where the text came from.
 L_EXTRACTED=
 if [ -z "$F_SRC" ] && [ -n "$VMCORE" ]; then
     MDF=
@@ -454,9 +474,10 @@ if [ -z "$F_SRC" ] && [ -n "$VMCORE" ]; then
         if [ -f "$c" ] && [ -x "$c" ]; then MDF=$c; break; fi
     done
     if [ -z "$MDF" ] && [ -z "$ROOT" ] && have makedumpfile; then MDF=makedumpfile; fi
-    if [ -n "$MDF" ] && make_tmp; then
+    if [ -n "$MDF" ] && make_tmp && open3 "$VMCORE" "$VMCORE_ID"; then
         # ulimit -f counts 512-byte blocks: 32768 of them is 16 MB, far above any log buffer.
-        (ulimit -f 32768 || :; run_t 120 "$MDF" --dump-dmesg "$VMCORE" "$TMP/makedumpfile-dmesg.txt") >/dev/null 2>&1 || :
+        (ulimit -f 32768 || :; run_t 120 "$MDF" --dump-dmesg /proc/self/fd/3 "$TMP/makedumpfile-dmesg.txt") >/dev/null 2>&1 || :
+        exec 3<&-
         if [ -s "$TMP/makedumpfile-dmesg.txt" ]; then
             head -c "$DMESG_MAX" "$TMP/makedumpfile-dmesg.txt" >"$TMP/vmcore-dmesg.txt"
             rm -f "$TMP/makedumpfile-dmesg.txt"
@@ -502,21 +523,47 @@ if [ -z "$F_SRC" ]; then consider kern.log "$ROOT/var/log/kern.log" /var/log/ker
 
 STALE=no
 if [ -n "$F_SRC" ]; then
-    L_SRC=$F_SRC L_FILE=$F_FILE L_PATH=$F_PATH L_M=$F_M L_SIZE=$F_SIZE
+    L_SRC=$F_SRC L_FILE=$F_FILE L_PATH=$F_PATH L_M=$F_M L_SIZE=$F_SIZE L_ID=$F_ID
 elif [ -n "$A_SRC" ]; then
-    L_SRC=$A_SRC L_FILE=$A_FILE L_PATH=$A_PATH L_M=$A_M L_SIZE=$A_SIZE
+    L_SRC=$A_SRC L_FILE=$A_FILE L_PATH=$A_PATH L_M=$A_M L_SIZE=$A_SIZE L_ID=$A_ID
     STALE=yes
 else
-    L_SRC=none L_FILE='' L_PATH='' L_M=0 L_SIZE=0
+    L_SRC=none L_FILE='' L_PATH='' L_M=0 L_SIZE=0 L_ID=
 fi
 if [ "$L_FILE" != - ]; then JTEXT=; fi
 
-LOG_MAX=67108864  # every read of the log is bounded; past this, its end (where a crash is)
+# --- one copy of the chosen file ---------------------------------------------------------------
+# A guest file (our own captures have no ID) is opened once, on fd 3; the open file must be
+# the one checked above (same inode and owner, a regular file), so a symlink or another file
+# swapped in since is refused. It is copied through that descriptor, at most LOG_MAX bytes
+# (past that, its end: where a crash is), into the private directory, or without one into
+# memory (at most MEM_MAX); everything below reads only the copy, so a file changed or
+# replaced from now on changes nothing.
+LOG_MAX=67108864
+MEM_MAX=4194304
+if [ -n "$L_ID" ]; then
+    if open3 "$L_FILE" "$L_ID"; then
+        L_SIZE=$LS_SIZE
+        cp_c=head
+        if make_tmp; then
+            [ "$L_SIZE" -le "$LOG_MAX" ] || cp_c=tail
+            run_t 60 "$cp_c" -c "$LOG_MAX" <&3 >"$TMP/log"
+            L_FILE=$TMP/log
+        else
+            [ "$L_SIZE" -le "$MEM_MAX" ] || cp_c=tail
+            JTEXT=$(run_t 60 "$cp_c" -c "$MEM_MAX" <&3) || :
+            L_FILE=-
+        fi
+        exec 3<&-
+    else
+        L_SRC=none L_FILE='' L_PATH='' L_M=0 L_SIZE=0 STALE=no
+    fi
+fi
 src_cat() {
-    if [ "$L_FILE" = - ]; then printf '%s\n' "$JTEXT"
-    elif [ "$L_SIZE" -gt "$LOG_MAX" ]; then tail -c "$LOG_MAX" "$L_FILE"
-    else head -c "$LOG_MAX" "$L_FILE"; fi
+    if [ "$L_FILE" = - ]; then printf '%s\n' "$JTEXT"; else head -c "$LOG_MAX" "$L_FILE"; fi
 }
+C_SIZE=0  # what the copy holds
+if [ "$L_FILE" = - ]; then C_SIZE=$((${#JTEXT} + 1)); elif [ -n "$L_FILE" ]; then size_of "$L_FILE"; C_SIZE=$SIZE; fi
 
 # --- upload the whole log ---------------------------------------------------------------------
 # The presigned PUT URL signs this Content-Type: send exactly it.
@@ -553,16 +600,17 @@ encode() {
     esac
 }
 
-lines_of_log() {  # lines $1..$2 of the log, NUL bytes dropped when tr exists
+lines_of_log() {  # lines $1..$2 of the log, NUL bytes dropped when tr exists, at most WMAX bytes
     if [ "$HAVE_TR" = yes ]; then
-        src_cat | sed -n "$1,$2p;$2q" | tr -d '\000'
+        src_cat | run_t 30 sed -n "$1,$2p;$2q" | tr -d '\000' | head -c "$WMAX"
     else
-        src_cat | sed -n "$1,$2p;$2q"
+        src_cat | run_t 30 sed -n "$1,$2p;$2q" | head -c "$WMAX"
     fi
 }
 
-# The widest window is read from the log once and kept in memory (a few hundred lines),
-# so shrinking it does not read a large log again and again.
+# The widest window is read from the log once and kept in memory (a few hundred lines, at
+# most WMAX bytes), so shrinking it does not read a large log again and again.
+WMAX=1048576
 WTEXT=
 W0=0
 window() {  # lines $1..$2 of the log, both inside the kept window
@@ -603,9 +651,9 @@ WIN_S=0 WIN_E=0 CUT=no
 if [ "$L_SRC" != none ]; then
     try_whole=no
     case $ENC in
-        gzip+base64) [ "$L_SIZE" -le $((EXB * 20)) ] && try_whole=yes ;;
-        base64) [ $((L_SIZE * 4 / 3)) -le "$EXB" ] && try_whole=yes ;;
-        *) [ "$L_SIZE" -le "$EXB" ] && try_whole=yes ;;
+        gzip+base64) [ "$C_SIZE" -le $((EXB * 20)) ] && try_whole=yes ;;
+        base64) [ $((C_SIZE * 4 / 3)) -le "$EXB" ] && try_whole=yes ;;
+        *) [ "$C_SIZE" -le "$EXB" ] && try_whole=yes ;;
     esac
     fits=no
     if [ "$try_whole" = yes ]; then
@@ -614,12 +662,12 @@ if [ "$L_SRC" != none ]; then
     fi
     if [ "$fits" = no ]; then
         COMPLETE=no
-        TOTAL=$(src_cat | grep -c ${GA:+"$GA"} '') || :
+        TOTAL=$(src_cat | run_t 30 grep -c ${GA:+"$GA"} '') || :
         trim "$TOTAL"
         TOTAL=$TRIM
         is_num "$TOTAL" || TOTAL=1
         [ "$TOTAL" -ge 1 ] || TOTAL=1
-        LAST=$(src_cat | grep -n ${GA:+"$GA"} -E "$CRASH_RE" | tail -n 1) || :
+        LAST=$(src_cat | run_t 30 grep -n ${GA:+"$GA"} -E "$CRASH_RE" | tail -n 1) || :
         LAST=${LAST%%:*}
         is_num "$LAST" || LAST=$TOTAL
         before=200
@@ -630,6 +678,11 @@ if [ "$L_SRC" != none ]; then
         [ "$w_end" -le "$TOTAL" ] || w_end=$TOTAL
         WTEXT=$(lines_of_log "$W0" "$w_end"; echo .)
         WTEXT=${WTEXT%.}
+        if [ "${#WTEXT}" -ge "$WMAX" ]; then  # lines too long to hold: the last crash line alone
+            W0=$LAST before=0 after=0
+            WTEXT=$(lines_of_log "$LAST" "$LAST"; echo .)
+            WTEXT=${WTEXT%.}
+        fi
         while :; do
             WIN_S=$((LAST - before))
             [ "$WIN_S" -ge 1 ] || WIN_S=1
