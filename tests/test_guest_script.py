@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -92,8 +93,10 @@ def run_script(
     path: str | None = None,
     tmpdir: str | None = None,
     timeout: int = 60,
+    preexec_fn: Callable[[], None] | None = None,
 ) -> tuple[bytes, subprocess.CompletedProcess]:
-    """Run the script as Cloud Assistant would; cwd, HOME and TMPDIR are empty dirs under ``work``."""
+    """Run the script as Cloud Assistant would; cwd, HOME and TMPDIR are empty dirs under ``work``
+    (``preexec_fn``: e.g. a resource limit for the shell and all it runs)."""
     text = substitute_parameters(SCRIPT.read_text(), {"since": since, "max_bytes": max_bytes, "upload_url": upload_url})
     for d in ("cwd", "home", "tmp"):
         (work / d).mkdir(exist_ok=True)
@@ -108,7 +111,8 @@ def run_script(
     argv = list(shell or ["sh"])
     if path is not None and not os.path.isabs(argv[0]):
         argv[0] = shutil.which(argv[0], path=path) or argv[0]
-    p = subprocess.run([*argv, "-s"], input=text.encode(), capture_output=True, env=env, cwd=work / "cwd", timeout=timeout, check=False)
+    p = subprocess.run([*argv, "-s"], input=text.encode(), capture_output=True, env=env, cwd=work / "cwd", timeout=timeout,
+                       check=False, preexec_fn=preexec_fn)
     assert p.returncode == 0, p.stderr
     assert p.stderr == b"", p.stderr  # Cloud Assistant would mix stderr into the output
     return p.stdout, p
