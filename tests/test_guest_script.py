@@ -550,6 +550,23 @@ def test_a_log_owned_by_another_user_is_refused_outside_kdump_too(tmp_path):
     assert parse_guest_output(run_script(root, tmp_path)[0])["log"]["source"] == "messages"
 
 
+@pytest.mark.parametrize("owner, taken", [(104, True), (999, True), (1000, False), (65534, False)])
+def test_a_syslog_file_may_belong_to_the_syslog_daemons_system_account(tmp_path, owner, taken):
+    """Ubuntu's rsyslog writes kern.log as its own system user (0640 syslog:adm); a log
+    owned by a login user (uid 1000 and up) or nobody is still refused. kdump files are not
+    relaxed: the kdump tools write them as root."""
+    if os.geteuid() != 0:
+        pytest.skip("chown to another uid needs root")
+    root = copy_instance(BOOTLOOP04, tmp_path)
+    f = _messages(root)
+    kern = f.parent / "kern.log"
+    f.rename(kern)
+    os.chown(kern, owner, 4)
+    kern.chmod(0o640)
+    g = parse_guest_output(run_script(root, tmp_path)[0])
+    assert g["log"]["source"] == ("kern.log" if taken else "none")
+
+
 # --- hostile input --------------------------------------------------------------------------
 
 
