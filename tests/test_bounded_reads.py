@@ -8,15 +8,20 @@ guest's curl and oss2 against the OSS stand-in, the ECS SDK against its stand-in
 from __future__ import annotations
 
 import dataclasses
+import email
+import email.policy
 import json
 import re
 import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 from fixtures_world import event, instances, report_of, world  # noqa: F401
 
 from fixtures_oss import oss_standin, oss_store  # noqa: F401
 
+EVENTS_LOGS = Path(__file__).resolve().parents[1] / "events" / "logs"
 BIG = "eventbridge-crash-big-messages.json"  # i-bp1bigmessages06: a 2 MB /var/log/messages, hung task near its end
 CAP = 300_000
 
@@ -98,3 +103,69 @@ def test_log_max_bytes_setting():
     assert Settings.from_env({"LOG_MAX_BYTES": "1000000"}).log_max_bytes == 1_000_000
     with pytest.raises(ValueError, match="LOG_MAX_BYTES must be at least"):
         Settings.from_env({"LOG_MAX_BYTES": "1000"})
+
+
+def test_notify_attaches_the_window_diagnose_found_with_one_ranged_read(world, oss_standin, tmp_path):
+    prefix = _oversized(world)
+    crash = world.store.get(f"{prefix}crash.log")
+    window = report_of(world, prefix)["excerpt"]
+    assert 0 < window["length"] <= 64 * 1024 and window["offset"] > 0
+    excerpt = crash[window["offset"]:window["offset"] + window["length"]]
+    assert b"blocked for more than 120 seconds" in excerpt  # around the crash report, not just the end
+    world.pipeline.settings = dataclasses.replace(world.pipeline.settings, outbox_dir=str(tmp_path / "outbox"))
+    seen, ranged = len(oss_standin.requests), len(oss_standin.ranges)
+    world.pipeline.notify(f"{prefix}report.json")
+    reads = [r for r in oss_standin.requests[seen:] if r.startswith("GET ") and r.split("?")[0].endswith("/crash.log")]
+    assert len(reads) == 1 and len(oss_standin.ranges) == ranged + 1
+    assert oss_standin.ranges[-1][:2] == (f"bytes={window['offset']}-{window['offset'] + window['length'] - 1}", "standard")
+    [eml] = (tmp_path / "outbox").glob("*.eml")
+    [att] = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default).iter_attachments()
+    assert att.get_content().encode() == excerpt
+
+
+def test_excerpt_range_finds_evidence_across_scan_pieces(tmp_path):
+    from crashdiag.notify.content import _SCAN, EXCERPT_BYTES, excerpt_of, excerpt_range
+
+    line = b"kernel: BUG: unable to handle page fault for address: ffff0000dead\n"
+    filler = b"Nov 26 09:00:00 host app[1]: nothing to see here, just a line of noise\n"
+    head = filler * ((_SCAN - 30) // len(filler))
+    head += b"x" * (_SCAN - 30 - len(head))  # the evidence line straddles the first piece's end
+    log = head + line + filler * 2000
+    report = {"diagnosis": {"evidence": ["  BUG: unable to handle page fault for address: ffff0000dead  ",
+                                         "not in the log at all, nowhere to be found"]}}
+    path = tmp_path / "log"
+    path.write_bytes(log)
+    with path.open("rb") as fh:
+        start, end = excerpt_range(fh, len(log), report)
+    assert end - start <= EXCERPT_BYTES and start < len(head) < len(head) + len(line) <= end
+    assert log[start - 1:start] == b"\n" and log[end - 1:end] == b"\n"
+    assert excerpt_of(log, report, "x")[1] == log[start:end]  # the in-memory form agrees
+    with path.open("rb") as fh:  # no evidence found: the end of the log
+        assert excerpt_range(fh, len(log), {"diagnosis": {"evidence": ["absent from the log entirely"]}})[1] == len(log)
+
+
+def test_diagnose_streams_a_large_log_and_still_redacts_the_page(tmp_path, monkeypatch):
+    """A log over the page's whole-view size is downloaded in pieces to a temporary file,
+    classified from there and shown as tail and evidence windows, redacted."""
+    from crashdiag.cloud.store import LocalStore
+    from crashdiag.pipeline.stages import Pipeline
+    from crashdiag.reports.html_report import WHOLE_BELOW
+    from crashdiag.settings import Settings
+
+    crash = (EVENTS_LOGS / "vmcore-dmesg-sample.txt").read_bytes()
+    noise = b"[ 1.000000] eth0: link up, peer 10.11.12.13 answering\n"
+    log = noise * (WHOLE_BELOW // len(noise) + 1000) + crash
+    store = LocalStore(tmp_path / "store")
+    store.put("inbox/big.log", log)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # the stdlib's temp dir, to see what is left there
+    p = Pipeline(store, None, None, Settings(lang="en", redact=True))
+    rep = p.diagnose("inbox/big.log")
+    small = Pipeline(LocalStore(tmp_path / "small"), None, None, Settings(lang="en", redact=True))
+    small.store.put("inbox/small.log", crash)
+    assert rep["diagnosis"]["kind"] == small.diagnose("inbox/small.log")["diagnosis"]["kind"] != "none"
+    assert "_raw" not in rep and rep["excerpt"]["offset"] > len(log) - len(crash) - 8192
+    page = store.get("reports/inbox/big.log/report.html").decode()
+    assert "10.11.12.13" not in page and "&lt;ip&gt;" in page
+    assert not list(scratch.iterdir())  # the temporary copy is gone

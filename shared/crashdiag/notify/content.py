@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import re
 from collections import OrderedDict
-from typing import Any
+from typing import Any, BinaryIO
 
 from ..reports.escape import plain
 from .messages import Block, Message, text_for
 
 CAUSE_LIMIT = 320
 EXCERPT_BYTES = 64 * 1024
-MAX_LOG_READ = 32 * 1024 * 1024  # bigger logs are not read again: the evidence lines are the excerpt
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[。！？])")
 
@@ -255,28 +255,64 @@ def daily(digest: dict[str, Any], lang: str, ref: str, *, links: dict[str, str] 
 
 def excerpt_of(log: bytes, report: dict[str, Any], name: str) -> tuple[str, bytes]:
     """A window of the crash log around its first crash report, at most EXCERPT_BYTES."""
-    if len(log) <= EXCERPT_BYTES:
-        return name, log
-    d = report.get("diagnosis") or {}
-    pos = -1
-    for line in d.get("evidence") or []:
-        probe = str(line).strip().encode("utf-8", "replace")[:120]
-        if len(probe) >= 12:
-            pos = log.find(probe)
-            if pos >= 0:
-                break
-    if pos < 0:
-        start = max(0, len(log) - EXCERPT_BYTES)
-    else:
-        start = max(0, pos - 4096)
-    end = min(len(log), start + EXCERPT_BYTES)
-    nl = log.find(b"\n", start) if start else -1
-    if 0 <= nl < end:
-        start = nl + 1
-    cut = log.rfind(b"\n", start, end)
-    if cut > start and end < len(log):
-        end = cut + 1
+    start, end = excerpt_range(io.BytesIO(log), len(log), report)
     return name, log[start:end]
+
+
+EXCERPT_LEAD = 4096  # the excerpt starts this far above the first evidence line found
+_SCAN = 4 * 1024 * 1024
+
+
+def excerpt_range(fh: BinaryIO, size: int, report: dict[str, Any]) -> tuple[int, int]:
+    """Where the excerpt of a ``size``-byte log lies, as (start, end) byte offsets: the whole
+    log when it fits in EXCERPT_BYTES; else EXCERPT_BYTES from a little above the first
+    occurrence of the first evidence line found in it (the log's end when none is), cut at
+    line ends. ``fh`` (seekable) is read in pieces: memory stays near one piece."""
+    if size <= EXCERPT_BYTES:
+        return 0, size
+    d = report.get("diagnosis") or {}
+    probes = [p for p in (str(x).strip().encode("utf-8", "replace")[:120] for x in d.get("evidence") or []) if len(p) >= 12]
+    pos = _first_found(fh, probes)
+    start = max(0, size - EXCERPT_BYTES) if pos < 0 else max(0, pos - EXCERPT_LEAD)
+    end = min(size, start + EXCERPT_BYTES)
+    fh.seek(start)
+    window = fh.read(end - start)
+    first = 0
+    if start:
+        nl = window.find(b"\n")
+        if nl >= 0:
+            first = nl + 1
+    cut = window.rfind(b"\n", first)
+    last = len(window)
+    if cut > first and end < size:
+        last = cut + 1
+    return start + first, start + last
+
+
+def _first_found(fh: BinaryIO, probes: list[bytes]) -> int:
+    """The offset of the first occurrence of the first of ``probes`` (in their order) that
+    occurs in ``fh``, or -1; one pass in _SCAN pieces overlapping by a probe's length."""
+    if not probes:
+        return -1
+    found: dict[int, int] = {}
+    keep = max(len(p) for p in probes) - 1
+    fh.seek(0)
+    base, carry = 0, b""
+    while True:
+        chunk = fh.read(_SCAN)
+        if not chunk:
+            break
+        buf = carry + chunk
+        for i, probe in enumerate(probes):
+            if i not in found:
+                at = buf.find(probe)
+                if at >= 0:
+                    found[i] = base + at
+        if 0 in found:
+            break  # the first probe wins wherever the others are
+        carry = buf[-keep:] if keep else b""
+        base += len(buf) - len(carry)
+    return found[min(found)] if found else -1
 
 
 def evidence_excerpt(report: dict[str, Any], name: str) -> tuple[str, bytes]:

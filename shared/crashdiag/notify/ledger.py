@@ -78,6 +78,13 @@ class Store:
     def get(self, key: str) -> bytes:
         return self._retrying(lambda: self.raw.get(key))
 
+    def get_range(self, key: str, start: int, length: int) -> bytes:
+        """At most ``length`` bytes of ``key`` from ``start`` (ObjectStore.get_range)."""
+        return self._retrying(lambda: self.raw.get_range(key, start, length))
+
+    def size(self, key: str) -> int:
+        return int(self._retrying(lambda: self.raw.size(key)))
+
     def get_json(self, key: str, *, immutable: bool = False) -> dict | None:
         """A JSON object, or None when absent or not JSON. ``immutable``: the key is only
         ever created with if_absent, so a remembered copy is as good as a fresh one."""

@@ -336,20 +336,32 @@ class Notifier:
         return content.card(notice, report, self.settings.lang, link=link, link_ttl=ttl, excerpt=excerpt)
 
     def _excerpt(self, notice: dict[str, Any], report: dict[str, Any]) -> tuple[str, bytes] | None:
+        """The log's window the report names (``excerpt``: diagnose found it), read with one
+        ranged GET of at most EXCERPT_BYTES; the log itself is never read whole. A report
+        without one (written before it existed, or of a gzip log) gets the evidence lines,
+        or the log's last EXCERPT_BYTES when it has none."""
         name = f"crash-{notice['instance_id'] or 'inbox'}.log.txt"
-        size = str(((report.get("collection") or {}).get("log") or {}).get("size") or "")
-        if size.isdigit() and int(size) > content.MAX_LOG_READ:
-            return content.evidence_excerpt(report, name)
+        has_evidence = bool((report.get("diagnosis") or {}).get("evidence"))
         key = str(report.get("source") or "")
+        window = report.get("excerpt") if isinstance(report.get("excerpt"), dict) else {}
+        offset, length = window.get("offset"), window.get("length")
         try:
             check_key(key)
-            data = self.store.get(key)
+            if isinstance(offset, int) and isinstance(length, int) and offset >= 0 and length >= 0:
+                data = self.store.get_range(key, offset, min(length, content.EXCERPT_BYTES))
+            elif has_evidence:
+                return content.evidence_excerpt(report, name)
+            else:
+                size = self.store.size(key)
+                start = max(0, size - content.EXCERPT_BYTES)
+                data = self.store.get_range(key, start, content.EXCERPT_BYTES)
+                if start and b"\n" in data[:-1]:
+                    data = data[data.index(b"\n") + 1:]  # from a line's start
         except Exception:  # the log is gone or unreadable: the evidence lines still say something
-            return content.evidence_excerpt(report, name) if (report.get("diagnosis") or {}).get("evidence") else None
+            return content.evidence_excerpt(report, name) if has_evidence else None
         from ..reports.redact import scrub_log
 
-        name, excerpt = content.excerpt_of(data, report, name)
-        return name, scrub_log(excerpt, report)  # it leaves with the report: hidden as the report is
+        return name, scrub_log(data, report)  # it leaves with the report: hidden as the report is
 
     # -- the timer: what is still owed ---------------------------------------------------------
 

@@ -31,6 +31,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
 from ..cloud.ecs import CloudError, EcsApi
@@ -566,7 +567,7 @@ class Pipeline:
         self.set_state(prefix, "failed", reason=reason, advice=advice, stage=stage)
         return collect
 
-    def _write_report(self, prefix: str, report: dict, raw_log: bytes | None, redaction: dict | None = None) -> bool:
+    def _write_report(self, prefix: str, report: dict, raw_log: bytes | str | None, redaction: dict | None = None) -> bool:
         """report.md and report.html first, then report.json, which the notify stage
         listens to: written last, once (False when another invocation wrote it first).
         Everything written here (and so every notification built from it) goes through
@@ -610,7 +611,6 @@ class Pipeline:
         """Classify one crash log object and write the report beside it. An incident's
         diagnosis is claimed like collect; after STAGE_MAX_ATTEMPTS claims that never
         finished (a log that kills the function), the incident ends in a failure report."""
-        from ..reports.report import build_report
 
         check_key(log_key)
         owner = owner or new_owner()
@@ -634,11 +634,48 @@ class Pipeline:
                 return self.diagnosis_did_not_finish(prefix, e.attempts)
         else:
             collect = {"method": "inbox", "complete": True, "log": {"path": log_key}, "context": {}}
-        data = self._get(log_key)
-        report = build_report(data, collect, self.settings.lang, source=log_key, budget_s=self.settings.classify_budget_seconds)
-        self._write_report(prefix, report, data, collect.get("redaction"))
+        with tempfile.TemporaryDirectory(prefix="crashdiag-diagnose-") as tmp:
+            report = self._diagnose_log(log_key, collect, Path(tmp) / "crash.log")
+            self._write_report(prefix, report, report.pop("_raw"), collect.get("redaction"))
         if incident:
             self.set_state(prefix, "diagnosed", kind=report["diagnosis"]["kind"], rule=(report["diagnosis"]["rule"] or {}).get("id"))
+        return report
+
+    def _diagnose_log(self, log_key: str, collect: dict, path: Path) -> dict:
+        """The report of the log at ``log_key``, which is streamed to ``path`` (never held
+        whole: a log of any size costs a READ_CHUNK of memory and its size on disk) and
+        classified from there. A small log is read back and handled as bytes, as the page
+        shows a small log whole. The report's ``excerpt`` says where notify's excerpt lies
+        in the log, so notify reads only that window; ``_raw`` is what the page's raw view
+        is built from (bytes or the path)."""
+        from ..notify.content import excerpt_range
+        from ..reports.html_report import WHOLE_BELOW
+        from ..reports.report import build_report
+
+        with path.open("wb") as out:
+
+            def once() -> int:
+                out.seek(0)
+                out.truncate()
+                return self.store.get_to_file(log_key, out)
+
+            size = int(self._retrying(once))
+        budget = self.settings.classify_budget_seconds
+        lang = self.settings.lang
+        raw: bytes | str
+        if size < WHOLE_BELOW:
+            raw = path.read_bytes()
+            report = build_report(raw, collect, lang, source=log_key, budget_s=budget)
+        else:
+            raw = str(path)
+            report = build_report(b"", collect, lang, source=log_key, budget_s=budget, path=raw)
+            if report.get("input_error"):
+                report["input_error"] = str(report["input_error"]).replace(raw, log_key)
+        with path.open("rb") as fh:
+            if fh.read(2) != b"\x1f\x8b":  # a gzip log: notify sends the evidence lines instead
+                start, end = excerpt_range(fh, size, report)
+                report["excerpt"] = {"offset": start, "length": end - start}
+        report["_raw"] = raw
         return report
 
     def diagnosis_did_not_finish(self, prefix: str, attempts: int) -> dict:
