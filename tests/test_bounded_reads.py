@@ -71,6 +71,7 @@ def test_an_upload_over_the_cap_is_kept_as_head_marker_and_tail(world, oss_stand
     assert note in rep["collection"]["notes"]
     assert rep["diagnosis"]["kind"] == "hung_task"  # the crash was in the tail
     assert "over LOG_MAX_BYTES" in world.store.get(f"{prefix}report.html").decode()
+    assert "over LOG\\_MAX\\_BYTES" in world.store.get(f"{prefix}report.md").decode()
 
 
 def test_an_upload_within_the_cap_is_kept_whole(world):

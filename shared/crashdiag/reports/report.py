@@ -121,6 +121,7 @@ def render_markdown(report: dict[str, Any], lang: str) -> str:
     if col.get("method"):
         label = _COLLECTION.get(lang, _COLLECTION["en"]).get(col["method"], col["method"])
         out.append(f"- **{L['collected']}**: {md(label)} ({L['complete'] if col.get('complete') else L['partial']})")
+        out += [f"  - {md(note, 500)}" for note in (col.get("notes") or [])[:10]]  # e.g. what a large upload lost
     if inc.get("host_failure"):
         out += ["", f"> {L['host']}"]
     if report.get("failure"):
