@@ -13,9 +13,11 @@ Each figure stands beside its reference measured in the same run:
   - a 500-event crash storm through the pipeline over the local stand-ins (events/s);
   - guilty-frame agreement with syzkaller's own titles on the peer cases (bench/frames.py);
   - hostile logs (bench/adversarial.py): the slowest catalogue trap lines, and 5 MB hostile
-    inputs through classify and through diagnose + notify with redaction on.
+    inputs through classify and through diagnose + notify with redaction on;
+  - each stage's peak RSS on a 200 MB log, each in a fresh interpreter (bench/stages_rss.py;
+    CRASHDIAG_BENCH_OSS=1 adds the rows over the OSS stand-in).
 `python bench/run.py big frames` runs only the named parts (big, rss, seed, cli, coldstart,
-replay, storm, frames, hostile); with no names it runs them all.
+replay, storm, frames, hostile, stagesrss); with no names it runs them all.
 Generated inputs go to bench/out/ (ignored by git) and are reused between runs.
 """
 
@@ -120,7 +122,7 @@ def peak_rss_of(cmd: list[str]) -> int:
     return int(out.stdout.strip())
 
 
-PARTS = ("big", "rss", "seed", "cli", "coldstart", "replay", "storm", "frames", "hostile")
+PARTS = ("big", "rss", "seed", "cli", "coldstart", "replay", "storm", "frames", "hostile", "stagesrss")
 
 
 def _merge_rows(old: list[str], rows: list[tuple[str, str, str, str]], header: tuple[str, ...]) -> list[str]:
@@ -247,6 +249,12 @@ def main(argv: list[str] | None = None) -> int:
         from adversarial import run as adversarial_rows
 
         rows += adversarial_rows()
+
+    if want("stagesrss"):
+        # Each stage's peak memory on a 200 MB log, in a fresh interpreter (bench/stages_rss.py).
+        from stages_rss import run as stage_rows
+
+        rows += stage_rows(oss=os.environ.get("CRASHDIAG_BENCH_OSS") == "1")
 
     header = ("measure", "ours", "reference (same run)", "note")
     table = [f"| {' | '.join(header)} |", "|---|---|---|---|"] + [f"| {' | '.join(r)} |" for r in rows]
