@@ -283,6 +283,33 @@ def test_a_vmcore_the_attacker_owns_is_not_extracted(shell, world, tmp_path):
     assert b"FORGED" not in out
 
 
+MAKE_FOLDERS = r"""
+import os, sys
+for i in range(int(sys.argv[2])):
+    d = os.path.join(sys.argv[1], f"127.0.0.1-2026-11-27-{i:08d}")
+    os.mkdir(d)
+    with open(os.path.join(d, "vmcore-dmesg.txt"), "w") as f:
+        f.write("Kernel panic - not syncing: FORGED\n")
+"""
+
+
+def test_thousands_of_the_attackers_crash_folders_cost_the_scan_no_process(shell, world, tmp_path):
+    """Anyone may fill a 1777 /var/crash with crash folders; the scan skips those not root's
+    without starting a process (test -O), so their number cannot run it into the command's
+    timeout. An ``ls`` stand-in counts the processes the script starts for file checks."""
+    python = shutil.which("python3", path="/usr/bin:/bin") or sys.executable
+    root = guest(world, KDUMP01)
+    p = subprocess.run([*ATTACKER, python, "-c", MAKE_FOLDERS, str(root / "var/crash"), "3000"], cwd="/",
+                       capture_output=True, timeout=120, check=False)
+    assert p.returncode == 0, p.stderr
+    assert len(list((root / "var/crash").iterdir())) == 3001
+    calls = tmp_path / "ls-calls"
+    hook(tmp_path / "hooks", "ls", f'echo >>"{calls}"')
+    out, _ = run_script(root, tmp_path, since=str(T0 - 60), shell=shell, path=hooked_path(tmp_path / "hooks"))
+    genuine_kdump(root, out)
+    assert 0 < len(calls.read_text().splitlines()) < 30  # the genuine file's checks, not one per folder
+
+
 # --- (d) a sparse 1 GB log ----------------------------------------------------------------------------
 
 

@@ -445,14 +445,15 @@ for d in $KDIRS; do
     # (Ubuntu's /var/crash is 1777): nobody else can rename or replace root's crash folders
     [ -d "$ROOT$d" ] && lsl "$ROOT$d/" && own_ok || continue
     case $LS_MODE in d???????w[!tT]*) continue ;; esac
-    # crash folders that are symlinks are not followed (anyone may make one in a 1777 dir)
+    # Crash folders that are symlinks are not followed (anyone may make one in a 1777 dir);
+    # test -O (owned by us, root) starts no process, so others' folders cost the scan nothing.
     for f in "$ROOT$d"/*/vmcore-dmesg.txt "$ROOT$d"/*/dmesg.*; do
-        [ -L "${f%/*}" ] || consider kdump "$f" "${f#"$ROOT"}"
+        [ -O "${f%/*}" ] && [ ! -L "${f%/*}" ] && [ -O "$f" ] && consider kdump "$f" "${f#"$ROOT"}"
     done
     # A dump with no dmesg beside it (old kexec-tools on a newer kernel, a save cut short,
     # only vmcore-dmesg-incomplete.txt): remembered for makedumpfile below.
     for v in "$ROOT$d"/*/vmcore "$ROOT$d"/*/dump.[0-9]*; do
-        [ ! -L "${v%/*}" ] && trusted "$v" || continue
+        [ -O "${v%/*}" ] && [ ! -L "${v%/*}" ] && [ -O "$v" ] && trusted "$v" || continue
         vd=${v%/*}
         [ -s "$vd/vmcore-dmesg.txt" ] && continue
         case $v in */dump.*) [ -s "$vd/dmesg.${v##*/dump.}" ] && continue ;; esac
