@@ -604,12 +604,12 @@ encode() {
     esac
 }
 
-lines_of_log() {  # lines $1..$2 of the log, NUL bytes dropped when tr exists, at most WMAX bytes
-    if [ "$HAVE_TR" = yes ]; then
-        src_cat | run_t 30 sed -n "$1,$2p;$2q" | tr -d '\000' | head -c "$WMAX"
-    else
-        src_cat | run_t 30 sed -n "$1,$2p;$2q" | head -c "$WMAX"
-    fi
+txt_cat() {  # the copy with its NUL bytes dropped when tr exists: busybox grep and sed stop
+    # reading a line at a NUL, and a log's NUL runs (a hole) become nothing for them to hold
+    if [ "$HAVE_TR" = yes ]; then src_cat | tr -d '\000'; else src_cat; fi
+}
+lines_of_log() {  # lines $1..$2 of the log, at most WMAX bytes
+    txt_cat | run_t 30 sed -n "$1,$2p;$2q" | head -c "$WMAX"
 }
 
 # The widest window is read from the log once and kept in memory (a few hundred lines, at
@@ -666,12 +666,12 @@ if [ "$L_SRC" != none ]; then
     fi
     if [ "$fits" = no ]; then
         COMPLETE=no
-        TOTAL=$(src_cat | run_t 30 grep -c ${GA:+"$GA"} '') || :
+        TOTAL=$(txt_cat | run_t 30 grep -c ${GA:+"$GA"} '') || :
         trim "$TOTAL"
         TOTAL=$TRIM
         is_num "$TOTAL" || TOTAL=1
         [ "$TOTAL" -ge 1 ] || TOTAL=1
-        LAST=$(src_cat | run_t 30 grep -n ${GA:+"$GA"} -E "$CRASH_RE" | tail -n 1) || :
+        LAST=$(txt_cat | run_t 30 grep -n ${GA:+"$GA"} -E "$CRASH_RE" | tail -n 1) || :
         LAST=${LAST%%:*}
         is_num "$LAST" || LAST=$TOTAL
         before=200
