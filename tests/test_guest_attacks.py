@@ -189,7 +189,8 @@ def test_a_local_user_never_sees_the_upload_url(uploader, shell, put_server, wor
 # --- (b) a symlink swapped in between the check and the read ---------------------------------------
 
 
-def test_a_symlink_swapped_in_after_the_check_is_not_read(shell, put_server, world, tmp_path):
+@pytest.mark.parametrize("private_dir", [True, False], ids=["copy-in-tmpdir", "copy-in-memory"])
+def test_a_symlink_swapped_in_after_the_check_is_not_read(private_dir, shell, put_server, world, tmp_path):
     """In a folder the attacker's group may write, messages passes the checks; then, while the
     script asks stat for its date (after the checks, before the open), the attacker renames a
     symlink to the root-only secret over it. The open descriptor is not the file checked: the
@@ -207,7 +208,8 @@ def test_a_symlink_swapped_in_after_the_check_is_not_read(shell, put_server, wor
          f'    : >"{done}"\n'
          f"    {swap}\n"
          f"fi")
-    out, _ = run_script(root, tmp_path, shell=shell, upload_url=_url(put_server), path=hooked_path(tmp_path / "hooks"))
+    out, _ = run_script(root, tmp_path, shell=shell, upload_url=_url(put_server), path=hooked_path(tmp_path / "hooks"),
+                        tmpdir=None if private_dir else str(tmp_path / "no-such-dir"))
     assert done.exists(), "the script never asked stat about messages: the race was not run"
     assert msgs.is_symlink()  # the attacker's swap happened
     assert b"root-only-secret" not in out
@@ -372,9 +374,11 @@ def test_a_sparse_1gb_log_uploads_its_last_64mb(put_server, world, tmp_path):
 # --- (g) the file replaced after the copy -------------------------------------------------------------
 
 
-def test_a_log_replaced_after_the_copy_changes_nothing(shell, put_server, world, tmp_path):
+@pytest.mark.parametrize("private_dir", [True, False], ids=["copy-in-tmpdir", "copy-in-memory"])
+def test_a_log_replaced_after_the_copy_changes_nothing(private_dir, shell, put_server, world, tmp_path):
     """When curl starts (the copy is made), the attacker renames a forged log over messages:
-    the upload and the excerpt are still the genuine text."""
+    the upload and the excerpt are still the genuine text, whether the copy is a file in the
+    private directory or, without one, held in memory."""
     if shutil.which("curl") is None:
         pytest.skip("curl is not installed")
     root = guest(world, BOOTLOOP04)
@@ -386,7 +390,8 @@ def test_a_log_replaced_after_the_copy_changes_nothing(shell, put_server, world,
          f'    : >"{done}"\n'
          f"    {replace}\n"
          f"fi")
-    out, _ = run_script(root, tmp_path, shell=shell, upload_url=_url(put_server), path=hooked_path(tmp_path / "hooks"))
+    out, _ = run_script(root, tmp_path, shell=shell, upload_url=_url(put_server), path=hooked_path(tmp_path / "hooks"),
+                        tmpdir=None if private_dir else str(tmp_path / "no-such-dir"))
     assert done.exists() and msgs.read_bytes() == FORGED  # the attacker's replacement happened
     g = parse_guest_output(out)
     assert (g["log"]["source"], g["log"]["uploaded"]) == ("messages", "yes")
