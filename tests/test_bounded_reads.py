@@ -57,7 +57,9 @@ def test_an_upload_over_the_cap_is_kept_as_head_marker_and_tail(world, oss_stand
     # each read was a bounded ranged GET sent with OSS's standard range behaviour
     assert oss_standin.ranges and all(behaviour == "standard" for _, behaviour, _ in oss_standin.ranges)
     gets = [r for r in oss_standin.requests if r.startswith("GET ") and "guest-upload.log" in r]
-    assert len(gets) == len(oss_standin.ranges)  # no read of the upload without a range
+    assert len(gets) == 4  # two line-end probes and two windows, all ranged (collect reads before diagnose)
+    spans = [tuple(int(x) for x in spec.removeprefix("bytes=").split("-")) for spec, _, _ in oss_standin.ranges[:4]]
+    assert sum(b - a + 1 for a, b in spans) < CAP + 2 * 64 * 1024  # never more than the windows and probes
 
     collect = json.loads(world.store.get(f"{prefix}collect.json"))
     assert collect["complete"] is False
@@ -104,6 +106,9 @@ def test_log_max_bytes_setting():
     assert Settings.from_env({"LOG_MAX_BYTES": "1000000"}).log_max_bytes == 1_000_000
     with pytest.raises(ValueError, match="LOG_MAX_BYTES must be at least"):
         Settings.from_env({"LOG_MAX_BYTES": "1000"})
+    assert Settings.from_env({}).diagnose_max_bytes == 256 * 1024 * 1024
+    with pytest.raises(ValueError, match="DIAGNOSE_MAX_BYTES must be at least"):
+        Settings.from_env({"DIAGNOSE_MAX_BYTES": "1000"})
 
 
 def test_notify_attaches_the_window_diagnose_found_with_one_ranged_read(world, oss_standin, tmp_path):
@@ -170,3 +175,32 @@ def test_diagnose_streams_a_large_log_and_still_redacts_the_page(tmp_path, monke
     page = store.get("reports/inbox/big.log/report.html").decode()
     assert "10.11.12.13" not in page and "&lt;ip&gt;" in page
     assert not list(scratch.iterdir())  # the temporary copy is gone
+
+
+def test_an_inbox_log_over_diagnose_max_bytes_is_diagnosed_from_its_head_and_tail(tmp_path):
+    from crashdiag.cloud.store import LocalStore
+    from crashdiag.pipeline.stages import Pipeline
+    from crashdiag.settings import Settings
+
+    crash = (EVENTS_LOGS / "vmcore-dmesg-sample.txt").read_bytes()
+    noise = b"[ 1.000000] eth0: link up\n"
+    log = b"[ 0.000000] Linux version 5.10.0 (builder)\n" + noise * (1_000_000 // len(noise)) + crash
+    store = LocalStore(tmp_path / "store")
+    store.put("inbox/huge.log", log)
+    p = Pipeline(store, None, None, Settings(lang="en", diagnose_max_bytes=300_000, outbox_dir=str(tmp_path / "outbox")))
+    rep = p.diagnose("inbox/huge.log")
+    small = Pipeline(LocalStore(tmp_path / "small"), None, None, Settings(lang="en"))
+    small.store.put("inbox/small.log", crash)
+    assert rep["diagnosis"]["kind"] == small.diagnose("inbox/small.log")["diagnosis"]["kind"] != "none"
+    [note] = rep["collection"]["notes"]
+    assert note.startswith("the log is 1.0 MiB, over DIAGNOSE_MAX_BYTES (0.3 MiB); kept the first")
+    assert rep["collection"]["complete"] is False
+    # the excerpt's offsets are the object's, not the windows' copy
+    window = rep["excerpt"]
+    excerpt = log[window["offset"]:window["offset"] + window["length"]]
+    assert window["offset"] > len(log) - len(crash) - 8192 and excerpt.strip()
+    assert str(rep["diagnosis"]["evidence"][0]).strip().encode() in excerpt
+    p.notify("reports/inbox/huge.log/report.json")
+    [eml] = (tmp_path / "outbox").glob("*.eml")
+    [att] = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default).iter_attachments()
+    assert att.get_content().encode() == excerpt

@@ -32,6 +32,7 @@ ENV: dict[str, tuple[str, type]] = {
     "COLLECT_POLL_SECONDS": ("collect_poll_seconds", float),
     "COLLECT_MAX_BYTES": ("collect_max_bytes", int),
     "LOG_MAX_BYTES": ("log_max_bytes", int),
+    "DIAGNOSE_MAX_BYTES": ("diagnose_max_bytes", int),
     # waiting for a guest that is saving a kdump capture (docs/PIPELINE.md, "Waiting for the guest")
     "GUEST_WAIT_MINUTES": ("guest_wait_minutes", int),
     "CAPTURE_STALL_MINUTES": ("capture_stall_minutes", int),
@@ -116,6 +117,10 @@ class Settings:
     # sends at most 64 MiB). A larger object (root on the guest can PUT anything to its
     # URL) is checked by size first and kept as its head and its tail, with a note.
     log_max_bytes: int = 64 * 1024 * 1024
+    # The most of one log diagnose copies to its temporary disk (Function Compute's is 512 MB
+    # unless the function asks for 10 GB): an inbox/ log, which collect does not cap, is
+    # diagnosed from its head and tail past this, with a note.
+    diagnose_max_bytes: int = 256 * 1024 * 1024
     # A guest whose console shows a kdump capture under way is waited for (a state, checked
     # again with backoff; no function sleeps through it) until this long after the crash.
     # makedumpfile filters and writes a few hundred MB/s at best: a 512 GiB instance can
@@ -220,8 +225,9 @@ class Settings:
             raise ValueError(f"CRASHDIAG_AUDIT_TAG must be KEY=VALUE, not {s.audit_tag!r}")
         if s.smtp_security not in SMTP_SECURITY:
             raise ValueError(f"SMTP_SECURITY must be one of {', '.join(SMTP_SECURITY)}, not {s.smtp_security!r}")
-        if s.log_max_bytes < MIN_LOG_MAX_BYTES:
-            raise ValueError(f"LOG_MAX_BYTES must be at least {MIN_LOG_MAX_BYTES}, not {s.log_max_bytes}")
+        for var, value in (("LOG_MAX_BYTES", s.log_max_bytes), ("DIAGNOSE_MAX_BYTES", s.diagnose_max_bytes)):
+            if value < MIN_LOG_MAX_BYTES:
+                raise ValueError(f"{var} must be at least {MIN_LOG_MAX_BYTES}, not {value}")
         for var, value in (("REPORT_LINK_TTL", s.report_link_ttl), ("UPLOAD_URL_TTL", s.upload_url_ttl)):
             if not 0 < value <= MAX_PRESIGN_TTL:
                 raise ValueError(f"{var} must be 1..{MAX_PRESIGN_TTL} seconds (a V4-signed OSS URL lives at most "

@@ -450,9 +450,12 @@ class Pipeline:
 
         return int(self._retrying(once))
 
-    def _head_and_tail(self, key: str, out: BinaryIO, size: int, cap: int, result: dict) -> int:
-        """crash.log from an oversized upload: its first lines and its last, cut at line ends,
-        LOG_MAX_BYTES in all with a marker line between them."""
+    def _head_and_tail(self, key: str, out: BinaryIO, size: int, cap: int, result: dict, *,
+                       setting: str = "LOG_MAX_BYTES", whose: str = "the guest's upload",
+                       lead: str = "the guest uploaded") -> int:
+        """An oversized object's first lines and its last, cut at line ends, ``cap`` bytes in
+        all with a marker line between them, appended to ``out``; ``result`` (collect.json)
+        records the windows and a note."""
         probe = min(UPLOAD_LINE_PROBE, cap // 8)
         head_n = min(UPLOAD_HEAD_BYTES, cap // 4)
         # the head ends at its last newline, the tail begins after its first one (looked for
@@ -470,8 +473,8 @@ class Pipeline:
         tail_n = size - tail_start
         head = self._copy_window(key, out, 0, head_n)
         left_out = tail_start - head
-        marker = (f"[crashdiag: {left_out} bytes of the guest's upload left out here: it was {size} bytes, over "
-                  f"LOG_MAX_BYTES={cap}]\n").encode()
+        marker = (f"[crashdiag: {left_out} bytes of {whose} left out here: it was {size} bytes, over "
+                  f"{setting}={cap}]\n").encode()
         if head:
             out.seek(-1, 1)
             if out.read(1) != b"\n":
@@ -479,9 +482,9 @@ class Pipeline:
         out.write(marker)
         tail = self._copy_window(key, out, tail_start, tail_n)
         result["complete"] = False
-        result["log"]["kept"] = {"head": head, "tail": tail, "left_out": left_out}
-        result["notes"].append(
-            f"the guest uploaded {_mib(size)}, over LOG_MAX_BYTES ({_mib(cap)}); kept the first {_mib(head)} and the "
+        result.setdefault("log", {})["kept"] = {"head": head, "tail": tail, "left_out": left_out}
+        result.setdefault("notes", []).append(
+            f"{lead} {_mib(size)}, over {setting} ({_mib(cap)}); kept the first {_mib(head)} and the "
             f"last {_mib(tail)} of it, with a marker line where {_mib(left_out)} were left out")
         return head + len(marker) + tail
 
@@ -643,23 +646,25 @@ class Pipeline:
 
     def _diagnose_log(self, log_key: str, collect: dict, path: Path) -> dict:
         """The report of the log at ``log_key``, which is streamed to ``path`` (never held
-        whole: a log of any size costs a READ_CHUNK of memory and its size on disk) and
-        classified from there. A small log is read back and handled as bytes, as the page
-        shows a small log whole. The report's ``excerpt`` says where notify's excerpt lies
-        in the log, so notify reads only that window; ``_raw`` is what the page's raw view
-        is built from (bytes or the path)."""
+        whole: it costs a READ_CHUNK of memory and its size on disk; past DIAGNOSE_MAX_BYTES
+        only its head and tail, as collect keeps an oversized upload) and classified from
+        there. A small log is read back and handled as bytes, as the page shows a small log
+        whole. The report's ``excerpt`` says where notify's excerpt lies in the log object,
+        so notify reads only that window; ``_raw`` is what the page's raw view is built
+        from (bytes or the path)."""
         from ..notify.content import excerpt_range
         from ..reports.html_report import WHOLE_BELOW
         from ..reports.report import build_report
 
-        with path.open("wb") as out:
-
-            def once() -> int:
-                out.seek(0)
-                out.truncate()
-                return self.store.get_to_file(log_key, out)
-
-            size = int(self._retrying(once))
+        total = int(self._retrying(lambda: self.store.size(log_key)))
+        cap = self.settings.diagnose_max_bytes
+        with path.open("w+b") as out:  # read too: the head's last byte is looked at
+            if total > cap:  # an inbox/ log bigger than the temporary disk should hold
+                collect = {**collect, "notes": list(collect.get("notes") or []), "log": dict(collect.get("log") or {})}
+                size = self._head_and_tail(log_key, out, total, cap, collect, setting="DIAGNOSE_MAX_BYTES",
+                                           whose="the log", lead="the log is")
+            else:
+                size = self._copy_window(log_key, out, 0, cap)
         budget = self.settings.classify_budget_seconds
         lang = self.settings.lang
         raw: bytes | str
@@ -674,7 +679,16 @@ class Pipeline:
         with path.open("rb") as fh:
             if fh.read(2) != b"\x1f\x8b":  # a gzip log: notify sends the evidence lines instead
                 start, end = excerpt_range(fh, size, report)
-                report["excerpt"] = {"offset": start, "length": end - start}
+                kept = (collect.get("log") or {}).get("kept") if total > cap else None
+                if kept:  # offsets in the windows -> in the object; an excerpt across the marker is dropped
+                    head, left_out = int(kept["head"]), int(kept["left_out"])
+                    marker = size - head - int(kept["tail"])
+                    if start >= head + marker:
+                        start, end = start - marker + left_out, end - marker + left_out
+                    elif end > head:
+                        start = end = -1
+                if start >= 0:
+                    report["excerpt"] = {"offset": start, "length": end - start}
         report["_raw"] = raw
         return report
 
