@@ -877,6 +877,29 @@ def test_live_mode_reads_journalctl(tmp_usable, shell, put_server, tmp_path):
     assert list((tmp_path / "tmp").iterdir()) == []  # the capture directory is gone
 
 
+@pytest.mark.parametrize("tmp_usable", [True, False], ids=["tmpdir", "in-memory"])
+def test_a_long_journal_keeps_its_end_where_the_crash_is(tmp_usable, put_server, tmp_path):
+    """A previous boot with more kernel records than the script keeps: it asks journalctl
+    for the last ones and keeps their end (16 MB with a private directory, 4 MB in memory),
+    so the crash at the end of the boot is in what it reports and uploads."""
+    if _live_host_has_other_evidence():
+        pytest.skip("this host has kdump or pstore records of its own, which would win over the journal")
+    filler = b"Nov 26 09:00:00 db-05 kernel: e1000: eth0 NIC Link is Up 1000 Mbps Full Duplex\n"
+    journal = tmp_path / "journal.txt"
+    journal.write_bytes(b"Nov 26 08:00:00 db-05 kernel: FIRST RECORD\n" + filler * (18 * 1024 * 1024 // len(filler)) + JOURNAL_TEXT)
+    _stubs(tmp_path / "stubs", journal)
+    path = f"{tmp_path / 'stubs'}:{os.environ.get('PATH', '/usr/bin:/bin')}"
+    tmpdir = str(tmp_path / "tmp") if tmp_usable else str(tmp_path / "no-such-dir")
+    upload = _url(put_server) if shutil.which("curl") else ""
+    g = parse_guest_output(run_script(None, tmp_path, path=path, tmpdir=tmpdir, upload_url=upload)[0])
+    assert g["log"]["source"] == "journal"
+    assert g["payload"].endswith(JOURNAL_TEXT) and b"FIRST RECORD" not in g["payload"]
+    assert int(g["log"]["size"]) == (16 if tmp_usable else 4) * 1024 * 1024
+    if upload:
+        body = put_server.puts[0]["body"]
+        assert body.endswith(JOURNAL_TEXT) and len(body) == int(g["log"]["size"])
+
+
 # --- through the simulator, on the committed fixture trees ---------------------------------------
 
 

@@ -501,8 +501,11 @@ if [ -z "$F_SRC" ]; then
     done
 fi
 
-# journal of the previous boot
+# journal of the previous boot: its last records (the crash is at the end), at most
+# JOURNAL_MAX bytes of them; the capture itself is cut at JOURNAL_READ before its end is kept
 JOURNAL_MAX=16777216
+JOURNAL_READ=67108864
+JOURNAL_LINES=200000
 if [ -z "$F_SRC" ]; then
     if [ -n "$ROOT" ]; then
         consider journal "$ROOT/run/crashdiag-fixture/journal-k-b-1.txt" "journalctl -k -b -1"
@@ -513,10 +516,12 @@ if [ -z "$F_SRC" ]; then
         if [ "${#jm}" -gt 6 ]; then jm=${jm%??????}; else jm=; fi
         is_num "$jm" || jm=0
         if make_tmp; then
-            run_t 20 journalctl -k -b -1 --no-pager -q | head -c "$JOURNAL_MAX" >"$TMP/journal-k-b-1.txt"
+            run_t 20 journalctl -k -b -1 -n "$JOURNAL_LINES" --no-pager -q | head -c "$JOURNAL_READ" >"$TMP/journal-all.txt"
+            run_t 20 tail -c "$JOURNAL_MAX" "$TMP/journal-all.txt" >"$TMP/journal-k-b-1.txt"
+            rm -f "$TMP/journal-all.txt"
             consider journal "$TMP/journal-k-b-1.txt" "journalctl -k -b -1" "$jm"
         else
-            JTEXT=$(run_t 20 journalctl -k -b -1 --no-pager -q | head -c "$JOURNAL_MAX") || :
+            JTEXT=$(run_t 20 journalctl -k -b -1 -n "$JOURNAL_LINES" --no-pager -q | run_t 20 tail -c 4194304) || :
             consider journal - "journalctl -k -b -1" "$jm"
         fi
     fi
