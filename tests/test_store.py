@@ -272,6 +272,24 @@ def test_oss_stand_in_ignores_an_invalid_range_like_oss(oss_store, oss_standin):
     assert e.value.status == 416 and e.value.code == "InvalidRange"
 
 
+def test_oss_stand_in_serves_the_first_of_several_ranges_and_ignores_a_long_suffix(oss_store):
+    """OSS serves only the first of several ranges (S3 sends the whole object), and takes a
+    suffix longer than the object for an invalid range without the standard behaviour."""
+    oss_store.put("k/log", BODY)
+    bucket = oss_store.bucket
+    several = bucket.get_object("k/log", headers={"Range": "bytes=0-9,20-29"})
+    assert several.status == 206 and several.read() == BODY[:10]
+    with pytest.raises(oss2.exceptions.ServerError) as e:  # the 416 page's cause, with the standard behaviour
+        bucket.get_object("k/log", headers={"Range": "bytes=0-9,20-29", "x-oss-range-behavior": "standard"})
+    assert e.value.status == 416 and e.value.code == "InvalidRange"
+    suffix = bucket.get_object("k/log", byte_range=(None, 40))
+    assert suffix.status == 206 and suffix.read() == BODY[-40:]
+    too_long = bucket.get_object("k/log", byte_range=(None, 5000))
+    assert too_long.status == 200 and too_long.read() == BODY
+    malformed = bucket.get_object("k/log", headers={"Range": "byte=0-9"})
+    assert malformed.status == 200 and malformed.read() == BODY
+
+
 @pytest.mark.parametrize("start", [0, 1000])
 def test_oss_ranged_read_keeps_its_bound_when_the_whole_object_comes(oss_store, oss_standin, start):
     """A server that ignores the range sends everything: get_range still returns the bytes it

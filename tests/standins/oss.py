@@ -137,7 +137,8 @@ class OssDialect:
             environ["HTTP_X_AMZ_META_" + name[len("HTTP_X_OSS_META_") :]] = environ.pop(name)
 
         if method == "GET" and _object_key(environ) and environ.get("HTTP_RANGE"):
-            self._oss_range(environ, whole=bool(fault and fault[0] == "whole"))
+            if not self._oss_range(environ, whole=bool(fault and fault[0] == "whole")):
+                return self._error(start_response, 416, "InvalidRange", "The requested range cannot be satisfied", environ)
 
         if method == "PUT" and _object_key(environ) and environ.get("HTTP_X_OSS_FORBID_OVERWRITE", "").lower() == "true":
             # moto ignores x-oss-forbid-overwrite (S3's If-None-Match: * would give 412; OSS
@@ -159,14 +160,17 @@ class OssDialect:
 
     # -- helpers ---------------------------------------------------------------------------
 
-    def _oss_range(self, environ: dict[str, Any], whole: bool = False) -> None:
+    def _oss_range(self, environ: dict[str, Any], whole: bool = False) -> bool:
         """Make moto (S3's Range rules) answer a ranged GET as OSS does.
 
         OSS, "How to obtain OSS resources by segmenting HTTP Range requests"
         (https://help.aliyun.com/en/oss/how-to-obtain-oss-resources-by-segmenting-http-range-requests)
         and the 416 page (https://www.alibabacloud.com/help/en/oss/user-guide/http-status-code-416):
 
-        - several ranges (``bytes=0-9,20-29``): only the first is served (S3/moto: the whole object);
+        - several ranges (``bytes=0-9,20-29``): only the first is served, says the first page
+          (S3/moto: the whole object); the 416 page names several ranges as a cause of
+          InvalidRange, which the stand-in answers when ``x-oss-range-behavior: standard``
+          is sent (the pages do not say which holds with it; we never send several);
         - without ``x-oss-range-behavior: standard``, a range that is malformed or not inside
           0..size-1 (start or end past the end, a suffix longer than the object) is ignored:
           200 with the whole object (S3/moto: an end past the end is cut, 206; a start past
@@ -176,19 +180,23 @@ class OssDialect:
 
         ``whole``: a fault (``serve_whole_next``) that answers as OSS's default does for an
         invalid range whatever the range and header are, so a client's bound can be tested.
+        False: answer 416 InvalidRange.
         """
         spec = environ["HTTP_RANGE"]
         with self._faults_lock:
             self.ranges.append((spec, environ.get("HTTP_X_OSS_RANGE_BEHAVIOR", ""), whole))
         if whole:
             del environ["HTTP_RANGE"]
-            return
+            return True
         unit, _, ranges = spec.partition("=")
+        standard = environ.get("HTTP_X_OSS_RANGE_BEHAVIOR", "").lower() == "standard"
         if "," in ranges:
+            if standard:
+                return False
             ranges = ranges.split(",", 1)[0].strip()
             environ["HTTP_RANGE"] = f"{unit}={ranges}"
-        if environ.get("HTTP_X_OSS_RANGE_BEHAVIOR", "").lower() == "standard":
-            return
+        if standard:
+            return True
         size = self._object_size(environ)
         first, _, last = ranges.partition("-")
         valid = unit.strip() == "bytes" and size is not None and (first.isdigit() or last.isdigit())
@@ -198,6 +206,7 @@ class OssDialect:
             valid = 0 < int(last) <= size  # a suffix: the last N bytes, N at most the size
         if not valid:
             del environ["HTTP_RANGE"]  # OSS's default: the range is ignored, 200 and the whole object
+        return True
 
     def _object_size(self, environ: dict[str, Any]) -> int | None:
         head = {k: v for k, v in environ.items() if k not in ("HTTP_RANGE", "HTTP_X_OSS_RANGE_BEHAVIOR")}

@@ -17,6 +17,7 @@ Error mapping (every call):
 
 - 409 ``FileAlreadyExists`` (a ``put(..., if_absent=True)`` found the key) -> ``AlreadyExists``
 - 404 ``NoSuchKey`` (or a bodyless 404 on HEAD)                          -> ``NotFound``
+- 416 ``InvalidRange`` on a ranged read (it starts past the object's end)  -> no bytes (``get_range``, ``get_to_file``)
 - 5xx, 429, timeouts, refused or reset connections, a torn download    -> ``StoreUnavailable``
 - any other 4xx (403 AccessDenied, SignatureDoesNotMatch, NoSuchBucket ...) -> ``StoreRefused``,
   whose message starts "OSS refused the request: <Code>" and says what to check
