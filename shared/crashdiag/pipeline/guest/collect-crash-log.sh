@@ -429,6 +429,15 @@ fi
 case $KP in /*) KDIRS="$KDIRS$NL$KP" ;; esac
 KDIRS="$KDIRS$NL/var/crash"
 
+# Caps on what is read of a log: LOG_MAX into the private directory (past that, its end:
+# where a crash is), MEM_MAX when it has to be held in memory.
+LOG_MAX=67108864
+MEM_MAX=4194304
+
+# A crash folder and a file in it that are root's (test -O starts no process, so the
+# folders others make in a 1777 kdump dir cost the scan nothing) and no symlinked folder.
+root_crash_file() { [ -O "${1%/*}" ] && [ ! -L "${1%/*}" ] && [ -O "$1" ]; }
+
 SEEN=
 VMCORE='' VMCORE_M=0 VMCORE_ID=  # the newest fresh dump without its dmesg
 DMESG_MAX=16777216
@@ -445,15 +454,14 @@ for d in $KDIRS; do
     # (Ubuntu's /var/crash is 1777): nobody else can rename or replace root's crash folders
     [ -d "$ROOT$d" ] && lsl "$ROOT$d/" && own_ok || continue
     case $LS_MODE in d???????w[!tT]*) continue ;; esac
-    # Crash folders that are symlinks are not followed (anyone may make one in a 1777 dir);
-    # test -O (owned by us, root) starts no process, so others' folders cost the scan nothing.
+    # Crash folders that are symlinks are not followed (anyone may make one in a 1777 dir).
     for f in "$ROOT$d"/*/vmcore-dmesg.txt "$ROOT$d"/*/dmesg.*; do
-        [ -O "${f%/*}" ] && [ ! -L "${f%/*}" ] && [ -O "$f" ] && consider kdump "$f" "${f#"$ROOT"}"
+        root_crash_file "$f" && consider kdump "$f" "${f#"$ROOT"}"
     done
     # A dump with no dmesg beside it (old kexec-tools on a newer kernel, a save cut short,
     # only vmcore-dmesg-incomplete.txt): remembered for makedumpfile below.
     for v in "$ROOT$d"/*/vmcore "$ROOT$d"/*/dump.[0-9]*; do
-        [ -O "${v%/*}" ] && [ ! -L "${v%/*}" ] && [ -O "$v" ] && trusted "$v" || continue
+        root_crash_file "$v" && trusted "$v" || continue
         vd=${v%/*}
         [ -s "$vd/vmcore-dmesg.txt" ] && continue
         case $v in */dump.*) [ -s "$vd/dmesg.${v##*/dump.}" ] && continue ;; esac
@@ -502,9 +510,8 @@ if [ -z "$F_SRC" ]; then
 fi
 
 # journal of the previous boot: its last records (the crash is at the end), at most
-# JOURNAL_MAX bytes of them; the capture itself is cut at JOURNAL_READ before its end is kept
+# JOURNAL_MAX bytes of them (MEM_MAX in memory); the capture is cut at LOG_MAX before its end is kept
 JOURNAL_MAX=16777216
-JOURNAL_READ=67108864
 JOURNAL_LINES=200000
 if [ -z "$F_SRC" ]; then
     if [ -n "$ROOT" ]; then
@@ -516,12 +523,12 @@ if [ -z "$F_SRC" ]; then
         if [ "${#jm}" -gt 6 ]; then jm=${jm%??????}; else jm=; fi
         is_num "$jm" || jm=0
         if make_tmp; then
-            run_t 20 journalctl -k -b -1 -n "$JOURNAL_LINES" --no-pager -q | head -c "$JOURNAL_READ" >"$TMP/journal-all.txt"
+            run_t 20 journalctl -k -b -1 -n "$JOURNAL_LINES" --no-pager -q | head -c "$LOG_MAX" >"$TMP/journal-all.txt"
             run_t 20 tail -c "$JOURNAL_MAX" "$TMP/journal-all.txt" >"$TMP/journal-k-b-1.txt"
             rm -f "$TMP/journal-all.txt"
             consider journal "$TMP/journal-k-b-1.txt" "journalctl -k -b -1" "$jm"
         else
-            JTEXT=$(run_t 20 journalctl -k -b -1 -n "$JOURNAL_LINES" --no-pager -q | run_t 20 tail -c 4194304) || :
+            JTEXT=$(run_t 20 journalctl -k -b -1 -n "$JOURNAL_LINES" --no-pager -q | run_t 20 tail -c "$MEM_MAX") || :
             consider journal - "journalctl -k -b -1" "$jm"
         fi
     fi
@@ -548,8 +555,6 @@ if [ "$L_FILE" != - ]; then JTEXT=; fi
 # (past that, its end: where a crash is), into the private directory, or without one into
 # memory (at most MEM_MAX); everything below reads only the copy, so a file changed or
 # replaced from now on changes nothing.
-LOG_MAX=67108864
-MEM_MAX=4194304
 if [ -n "$L_ID" ]; then
     if open3 "$L_FILE" "$L_ID"; then
         L_SIZE=$LS_SIZE
