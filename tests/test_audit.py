@@ -101,6 +101,30 @@ def test_the_sent_command_is_the_script_without_comments_and_fits(tmp_path):
     assert run_audit_script(root, tmp_path, script=sent) == run_audit_script(root, tmp_path)
 
 
+# Each guest script is sent alone (one RunCommand, under its size limit) and is read whole by
+# whoever audits what runs on their instances, so both stay self-contained; the small helpers
+# they share must not drift apart.
+SHARED_HELPERS = ("have", "run_t", "is_num", "clean", "kv", "unquote")
+
+
+def shell_function(text: str, name: str) -> str:
+    """The definition of ``name`` in a shell script: from ``name() {`` to its closing brace (a
+    one-line definition, or up to the first line that is ``}``)."""
+    lines = text.split("\n")
+    start = next(i for i, ln in enumerate(lines) if ln.startswith(f"{name}() {{"))
+    if lines[start].rstrip().endswith("}") and "#" not in lines[start]:
+        return lines[start]
+    end = lines.index("}", start)
+    return "\n".join(lines[start:end + 1])
+
+
+@pytest.mark.parametrize("name", SHARED_HELPERS)
+def test_helpers_shared_with_the_collection_script_are_the_same(name):
+    collect = (AUDIT_SCRIPT_PATH.parent / "collect-crash-log.sh").read_text()
+    audit = AUDIT_SCRIPT_PATH.read_text()
+    assert shell_function(audit, name) == shell_function(collect, name)
+
+
 def test_hostile_guest_files_stay_data_and_are_bounded(shell, tmp_path):
     root = copy_root(HEALTHY, tmp_path)
     canary = tmp_path / "pwned"

@@ -35,6 +35,8 @@ done
 case $ROOT in '' | /*) ;; *) ROOT=./$ROOT ;; esac
 FIX=$ROOT/run/crashdiag-fixture
 
+# have, run_t, is_num, clean, kv and unquote are the same in collect-crash-log.sh: each script is
+# sent alone, so each carries them (tests/test_audit.py keeps the two copies equal).
 have() { command -v "$1" >/dev/null 2>&1; }
 
 HAVE_TIMEOUT=no

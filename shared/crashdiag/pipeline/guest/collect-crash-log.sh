@@ -80,6 +80,8 @@ case $ROOT in '' | /*) ;; *) ROOT=./$ROOT ;; esac
 
 # --- helpers ---------------------------------------------------------------------------
 
+# have, run_t, is_num, clean, kv and unquote are the same in audit-readiness.sh: each script is
+# sent alone, so each carries them (tests/test_audit.py keeps the two copies equal).
 have() { command -v "$1" >/dev/null 2>&1; }
 
 HAVE_TIMEOUT=no
