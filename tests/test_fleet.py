@@ -57,14 +57,8 @@ class CountingStore:
         self.puts.append(key)
         self.inner.put(key, data, **kw)
 
-    def exists(self, key: str) -> bool:
-        return self.inner.exists(key)
-
-    def list(self, prefix: str) -> list[str]:
-        return self.inner.list(prefix)
-
-    def url(self, key: str, ttl: int) -> str:
-        return self.inner.url(key, ttl)
+    def __getattr__(self, name: str):  # everything else: the inner store's own
+        return getattr(self.inner, name)
 
     def put_url(self, key: str, ttl: int) -> str | None:
         return None
