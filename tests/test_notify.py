@@ -13,6 +13,7 @@ A fake wall clock drives the notifier, its backoff sleeps and the robot's own cl
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import re
@@ -637,8 +638,6 @@ def test_report_links_are_made_on_the_custom_domain_and_the_card_stands_without_
 
 def _fleet_day(tmp_path):
     """A local bucket with two diagnosed crashes in its fleet index, and their day."""
-    import datetime as dt
-
     from crashdiag.replay import build_local_pipeline
     from crashdiag.reports.fleet import update_fleet_index
 
@@ -655,6 +654,9 @@ def test_daily_digest_goes_through_the_budget_the_throttle_mark_and_the_flush(tm
     from crashdiag.notify.digest import send_daily_digest
 
     store, day = _fleet_day(tmp_path)
+    # the morning after the crashes' day (the sample events' own date), not today: the flush only
+    # looks at digests of the last DAILY_DAYS days
+    wall.t = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(1), dt.timezone.utc).timestamp()
     s = settings_for(robot, None, notify_rate_per_minute=0)  # no slot this minute: the digest waits for one
     assert send_daily_digest(store, s, day, notifier=build_notifier(s, store, now=wall, sleep=wall.sleep, opener=DIRECT))["status"] == "queued"
     assert robot.requests == []
