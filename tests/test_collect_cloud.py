@@ -10,8 +10,11 @@ real HTTP, the real guest script).
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
+import re
 import shutil
+import string
 
 import pytest
 from fixtures_world import EVENTS, INSTANCES, FakeClock, event, instances, report_of, world  # noqa: F401
@@ -28,6 +31,7 @@ from crashdiag.pipeline.collect import (
     guest_command,
     worst_case_command_size,
 )
+from crashdiag.pipeline.wording import FAILURE, NEXT_STEP_ZH
 from crashdiag.settings import Settings
 from fixtures_oss import oss_standin, oss_store  # noqa: F401
 
@@ -191,6 +195,42 @@ def test_without_an_event_start_time_any_boot_is_taken(cloud):
     c, _ = collector(cloud)
     result = c.collect(REGION, KDUMP01, 0, lambda ttl, public=False: None)
     assert run_commands(cloud) == 1 and result["method"] == "kdump"
+
+
+# --- a Chinese deployment says why in Chinese -------------------------------------------------------
+
+ZH = dataclasses.replace(SETTINGS, lang="zh")
+CJK = re.compile(r"[\u4e00-\u9fff]")
+
+
+def fields_of(text: str) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(text) if name}
+
+
+def test_every_failure_wording_has_chinese_with_the_english_fields():
+    for key, words in FAILURE.items():
+        assert set(words) == {"en", "zh"} and CJK.search(words["zh"]), key
+        assert fields_of(words["zh"]) <= fields_of(words["en"]), key  # zh may leave one out (the Windows notice)
+    assert set(NEXT_STEP_ZH) == set(NEXT_STEP)
+    assert all(CJK.search(why) and (CJK.search(advice) or not NEXT_STEP[code][2])
+               for code, (why, advice) in NEXT_STEP_ZH.items())
+
+
+@pytest.mark.parametrize("code", sorted(NEXT_STEP))
+def test_a_chinese_deployment_gives_the_reason_and_advice_in_chinese(code, cloud):
+    cloud.instances[KDUMP01].runs = [code]  # no console log on this instance: every code ends as a failure
+    failure = collect(cloud, settings=ZH)["failure"]
+    _, why, advice = NEXT_STEP[code]
+    assert failure and NEXT_STEP_ZH[code][0] in failure["reason"] and code in failure["reason"]
+    assert why not in failure["reason"] and CJK.search(failure["advice"])
+    assert not advice or advice not in failure["advice"]
+    assert "enable kdump" not in failure["advice"] and "nothing can be collected" not in failure["advice"]
+
+
+def test_a_chinese_deployment_names_windows_in_chinese(cloud):
+    failure = collect(cloud, "i-bp1windows00007", settings=ZH)["failure"]
+    assert failure["reason"].startswith("Windows 实例") and "WinDbg" in failure["advice"]
+    assert WINDOWS_NOTICE not in failure["reason"] and "read the crash dump" not in failure["advice"]
 
 
 # --- Windows ----------------------------------------------------------------------------------------

@@ -39,6 +39,7 @@ from typing import Any
 
 from ..cloud.ecs import COMMAND_LIMIT, CloudError, EcsApi, InvocationResult, command_size
 from ..settings import Settings
+from .wording import join_advice, say, step_words
 
 # The one script this tool ever runs on a guest (SECURITY.md).
 SCRIPT_PATH = Path(__file__).with_name("guest") / "collect-crash-log.sh"
@@ -188,6 +189,7 @@ class Collector:
         self.clock = clock
         self.sleep = sleep
         self.wait = wait
+        self.lang = settings.lang
         self._wait_over = False  # the deadline or a stall ended the wait: say so once, look no more
 
     def _wait(self, deadline: float, check: Callable[[], Any], first: float | None = None) -> Any:
@@ -219,7 +221,7 @@ class Collector:
             "log": {}, "context": {}, "notes": [], "failure": None, "attempts": [],
         }
         if self.ecs is None:
-            result["failure"] = _failure("no ECS API is configured", "set credentials and region, or replay with --instances")
+            result["failure"] = _failure(say(self.lang, "no_api"), say(self.lang, "no_api_advice"))
             return result
         deadline = self.clock() + self.settings.collect_wait_seconds
         try:
@@ -229,16 +231,13 @@ class Collector:
             result["attempts"].append({"step": "describe_instance", "error": exc.code})
             result["notes"].append(f"DescribeInstances failed ({exc.code}): the OS type is unknown, assumed Linux")
         if info is None:
-            return self._gone(result, "the instance no longer exists (released after the crash)")
+            return self._gone(result, say(self.lang, "released"))
         if info:
             result["instance"] = {"name": info.name, "os_type": info.os_type, "os_name": info.os_name}
             if info.windows:
-                result["failure"] = _failure(
-                    f"{WINDOWS_NOTICE} (OSType {info.os_type}{', ' + info.os_name if info.os_name else ''}); "
-                    "no command was run on it",
-                    "read the crash dump Windows wrote (C:\\Windows\\MEMORY.DMP or Minidump) with WinDbg, "
-                    "or the Windows event log (BugCheck, event ID 1001)",
-                )
+                os_desc = f"{info.os_type}{', ' + info.os_name if info.os_name else ''}"
+                result["failure"] = _failure(say(self.lang, "windows", notice=WINDOWS_NOTICE, os=os_desc),
+                                             say(self.lang, "windows_advice"))
                 result["notice"] = WINDOWS_NOTICE
                 return result
             if info.memory_mib:
@@ -251,11 +250,11 @@ class Collector:
             try:
                 status = self._wait_running(region, instance_id, deadline)
             except CloudError as exc:
-                status, guest_error = None, f"ECS API error {exc.code}"
+                status, guest_error = None, say(self.lang, "ecs_error", code=exc.code)
             if status == "missing":
-                return self._gone(result, "the instance no longer exists (released after the crash)")
+                return self._gone(result, say(self.lang, "released"))
             if status != "running":
-                guest_error = guest_error or "the instance did not return to Running in time"
+                guest_error = guest_error or say(self.lang, "not_running")
                 result["attempts"].append({"step": "wait_running", "error": guest_error})
                 return self._console(region, instance_id, result, guest_error)
             runs += 1
@@ -263,7 +262,7 @@ class Collector:
                 step, why = self._run_script(region, instance_id, since, deadline, upload, result, boot_after)
             except CloudError as exc:
                 result["attempts"].append({"step": "cloud_assistant", "error": exc.code})
-                return self._console(region, instance_id, result, f"ECS API error {exc.code}")
+                return self._console(region, instance_id, result, say(self.lang, "ecs_error", code=exc.code))
             if step == "ok":
                 return result
             if step == "gone":
@@ -381,7 +380,7 @@ class Collector:
             self._wait(min(deadline, self.clock() + max(1, self.settings.collect_wait_seconds // 4)), online)
         except _NotYet:
             result["attempts"].append({"step": "cloud_assistant", "error": "agent offline"})
-            return "console", "the Cloud Assistant agent did not come online"
+            return "console", say(self.lang, "agent_offline")
         url = self._upload_url(region, upload, result)
         params = {"since": str(int(since)), "max_bytes": str(int(self.settings.collect_max_bytes)), "upload_url": url}
         invoke_id = self.ecs.run_command(region, instance_id, guest_command(), params, self.settings.collect_command_timeout)
@@ -397,7 +396,7 @@ class Collector:
             inv = self._wait(hard_deadline, finished)
         except _NotYet:
             result["attempts"].append({"step": "run_command", "invoke_id": invoke_id, "error": "invocation never finished"})
-            return "console", "the collection command never finished"
+            return "console", say(self.lang, "never_finished")
         attempt = {"step": "run_command", "invoke_id": invoke_id, "status": inv.status, "error": inv.error_code,
                    "exit_code": inv.exit_code, "dropped": inv.dropped}
         if inv.error_info:
@@ -405,13 +404,14 @@ class Collector:
         result["attempts"].append(attempt)
         if inv.error_code and inv.status != "Success" and not (inv.error_code == "ExitCodeNonzero" and inv.output):
             step, why, advice = NEXT_STEP.get(
-                inv.error_code, ("console", f"Cloud Assistant ended the command: {inv.status} {inv.error_code}", ""))
+                inv.error_code, ("console", say(self.lang, "ca_ended", status=inv.status, code=inv.error_code), ""))
+            why, advice = step_words(self.lang, inv.error_code, why, advice)
             why = f"{why} ({inv.status} {inv.error_code})"
             if advice:
                 result.setdefault("advice", []).append(advice)
             return step, why
         if inv.status == "Timeout":
-            return "console", "the collection script ran past its timeout (Timeout)"
+            return "console", say(self.lang, "timed_out")
         try:
             return self._take_guest_output(inv, result, boot_after)
         except _Rerun as exc:
@@ -424,10 +424,10 @@ class Collector:
             out = parse_guest_output(inv.output, inv.dropped)
         except ValueError as exc:
             result["notes"].append(f"the collection script's output could not be read: {exc}")
-            return "console", f"the collection script's output could not be read ({exc})"
+            return "console", say(self.lang, "unreadable", error=exc)
         boot = out["context"].get("boot_time", "")
         if boot_after and boot.isdigit() and int(boot) < boot_after - BOOT_SLACK:
-            raise _Rerun(f"the command ran in the boot before the crash (boot at {boot}, crash reboot at {boot_after})")
+            raise _Rerun(say(self.lang, "boot_before", boot=boot, reboot=boot_after))
         result["context"] = out["context"]
         meta = dict(out["log"])
         result["log"] = meta
@@ -439,7 +439,7 @@ class Collector:
         source = meta.get("source", "none")
         if source == "none" or (not payload and meta.get("uploaded") != "yes"):
             result["notes"].append("the guest holds no crash log (no kdump, pstore, journal or syslog record)")
-            return "console", "the guest holds no crash log"
+            return "console", say(self.lang, "no_log")
         if meta.get("uploaded") == "failed":
             result["notes"].append("the guest could not upload the whole log; only the excerpt was collected")
         result["method"] = source
@@ -453,9 +453,7 @@ class Collector:
         return "ok", ""
 
     def _gone(self, result: dict, why: str) -> dict:
-        result["failure"] = _failure(
-            why, "nothing can be collected; if the instance was kept, check its snapshot or system disk",
-        )
+        result["failure"] = _failure(why, say(self.lang, "gone_advice"))
         return result
 
     def _console(self, region: str, instance_id: str, result: dict, why: str | None) -> dict:
@@ -476,14 +474,8 @@ class Collector:
             )
             result["_log"] = text
             return result
-        advice = "enable kdump (crashkernel= and the kdump service) and a persistent journal so the next crash leaves a log; " \
-                 "check the instance in the ECS console (VNC) for a boot problem"
-        if result.get("advice"):
-            advice = "; ".join([*result["advice"], advice])
-        result["failure"] = _failure(
-            f"no crash log could be collected: {why or 'the guest had none'}, and the serial console was empty",
-            advice,
-        )
+        advice = join_advice(self.lang, [*result.get("advice", []), say(self.lang, "enable_kdump")])
+        result["failure"] = _failure(say(self.lang, "console_empty", why=why or say(self.lang, "none_left")), advice)
         return result
 
 

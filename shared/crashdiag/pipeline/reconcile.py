@@ -29,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from .stages import OPEN, TERMINAL, Pipeline
+from .wording import say
 
 log = logging.getLogger("crashdiag.reconcile")
 
@@ -87,7 +88,7 @@ class Reconciler:
 
         if not states:  # collect was never confirmed started
             if not kick("collect"):
-                return self._fail(prefix, "collect", "collect could not be started (Function Compute refused every invocation)", later)
+                return self._fail(prefix, "collect", say(self.s.lang, "never_started"), later)
             p.start_collect(prefix, ev)
             later(s.collect_lease_seconds, "collect started by the reconciler")
             return "started collect"
@@ -118,14 +119,13 @@ class Reconciler:
                 p.diagnosis_did_not_finish(prefix, len(died))
                 later(s.notify_deadline, "diagnosis did not finish: failure report written")
                 return "failed (diagnose)"
-            return self._fail(prefix, "collect", f"the crash log could not be collected: collection was started {len(died)} "
-                                                 "times and never finished (the function timed out or died each time)", later)
+            return self._fail(prefix, "collect", say(self.s.lang, "collect_died", attempts=len(died)), later)
         # A guest that collect is waiting for (a kdump capture): the visit is a scheduled
         # re-check, not a restart of a stage that never ran, until its deadline is past.
         waiting = p._get_json(f"{prefix}waiting.json") if stage == "collect" and "waiting" in states else None
         rechecking = waiting is not None and now < float(waiting.get("deadline", 0)) + lease
         if not rechecking and not kick(stage):
-            return self._fail(prefix, stage, f"{stage} was restarted {s.reconcile_max_kicks} times and never ran", later)
+            return self._fail(prefix, stage, say(self.s.lang, "never_ran", stage=stage, kicks=s.reconcile_max_kicks), later)
         self._invoke(fn, payload)
         if rechecking:
             marker = p.open_marker(prefix)  # None: the incident ended within the call (an inline invoker)
@@ -136,7 +136,7 @@ class Reconciler:
         return f"restarted {stage}"
 
     def _fail(self, prefix: str, stage: str, reason: str, later) -> str:
-        self.p.fail(prefix, reason, "check the function's logs and the failure queue; the instance may need a manual look",
+        self.p.fail(prefix, reason, say(self.s.lang, "reconcile_advice"),
                     stage=stage)
         later(self.s.notify_deadline, "failed: the failure report is being told")
         return f"failed ({stage})"

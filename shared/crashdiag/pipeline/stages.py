@@ -46,6 +46,7 @@ from ..cloud.store import (
 )
 from ..settings import Settings
 from .events import Accepted, CrashEvent, Rejected, Skipped, parse_events
+from .wording import say
 
 log = logging.getLogger("crashdiag.pipeline")
 
@@ -358,9 +359,8 @@ class Pipeline:
         try:
             claim = self.claim(prefix, "collect", owner, self.settings.collect_lease_seconds, self.settings.stage_max_attempts)
         except AttemptsExhausted as e:
-            return self.fail(prefix, f"the crash log could not be collected: collection was started {e.attempts} times and "
-                                     "never finished (the function timed out or died each time)",
-                             "check the collect function's logs; the instance may need a manual look (VNC, serial console)",
+            lang = self.settings.lang
+            return self.fail(prefix, say(lang, "collect_died", attempts=e.attempts), say(lang, "collect_died_advice"),
                              stage="collect")
         self.set_state(prefix, "collecting", owner=owner, attempt=claim.number)
         from .collect import Collector
@@ -693,10 +693,8 @@ class Pipeline:
         return report
 
     def diagnosis_did_not_finish(self, prefix: str, attempts: int) -> dict:
-        self.fail(prefix, f"diagnosis did not finish after {attempts} attempts (the log may be too large or hostile "
-                          "for the diagnose function's time and memory)",
-                  "open crash.log beside this report and read it by hand; raise the diagnose function's memory if it "
-                  "ran out", stage="diagnose")
+        lang = self.settings.lang
+        self.fail(prefix, say(lang, "diagnose_died", attempts=attempts), say(lang, "diagnose_died_advice"), stage="diagnose")
         return self._get_json(f"{prefix}report.json") or {}
 
     def _mark_reported(self, prefix: str, report: dict) -> None:
