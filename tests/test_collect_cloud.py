@@ -227,6 +227,18 @@ def test_a_chinese_deployment_gives_the_reason_and_advice_in_chinese(code, cloud
     assert "enable kdump" not in failure["advice"] and "nothing can be collected" not in failure["advice"]
 
 
+@pytest.mark.parametrize("code", ["InstanceRestarted", "ClientNetworkBlocked"])
+def test_a_chinese_deployment_notes_a_retry_and_the_console_fallback_in_chinese(code, cloud):
+    inst = cloud.instances[KDUMP01]
+    inst.runs = [code]
+    inst.console = b"[  100.000000] Kernel panic - not syncing: sysrq triggered crash\n"
+    result = collect(cloud, settings=ZH)
+    assert result["method"] == "console"
+    mentions = [n for n in result["notes"] if NEXT_STEP_ZH[code][0] in n]
+    assert mentions and all(CJK.search(n.replace(NEXT_STEP_ZH[code][0], "")) for n in mentions)
+    assert not any("running the script again" in n or "read from the serial console" in n for n in result["notes"])
+
+
 def test_a_chinese_deployment_names_windows_in_chinese(cloud):
     failure = collect(cloud, "i-bp1windows00007", settings=ZH)["failure"]
     assert failure["reason"].startswith("Windows 实例") and "WinDbg" in failure["advice"]

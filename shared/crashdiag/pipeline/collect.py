@@ -273,9 +273,9 @@ class Collector:
             # rerun: give the guest time to come back, within the budget
             delay = max(1.0, 10 * float(self.settings.collect_poll_seconds))
             if runs >= MAX_RUNS or self.clock() + delay >= deadline:
-                result["notes"].append(f"gave up running the script again after {runs} tries: {why}")
+                result["notes"].append(say(self.lang, "gave_up", runs=runs, why=why))
                 return self._console(region, instance_id, result, why)
-            result["notes"].append(f"{why}: running the script again")
+            result["notes"].append(say(self.lang, "again", why=why))
             self.sleep(delay)
 
     # -- waiting for a kdump capture -----------------------------------------------------
@@ -468,10 +468,7 @@ class Collector:
             result["method"] = "console"
             result["complete"] = False
             result["log"] = {"source": "console", "via": "GetInstanceConsoleOutput", "size": len(text)}
-            result["notes"].append(
-                "read from the serial console (the output of the last start): "
-                + (why or "the guest could not run the collection script")
-            )
+            result["notes"].append(say(self.lang, "from_console", why=why or say(self.lang, "script_not_run")))
             result["_log"] = text
             return result
         advice = join_advice(self.lang, [*result.get("advice", []), say(self.lang, "enable_kdump")])

@@ -56,6 +56,13 @@ FAILURE: dict[str, dict[str, str]] = {
     "never_ran": {"en": "{stage} was restarted {kicks} times and never ran", "zh": "{stage} 函数重启了 {kicks} 次，一次也没有运行"},
     "reconcile_advice": {"en": "check the function's logs and the failure queue; the instance may need a manual look",
                          "zh": "查看函数日志和失败队列；实例可能需要人工检查"},
+    # collection notes that carry a reason above (the other notes are in English)
+    "gave_up": {"en": "gave up running the script again after {runs} tries: {why}",
+                "zh": "脚本重试 {runs} 次后放弃：{why}"},
+    "again": {"en": "{why}: running the script again", "zh": "{why}：重新运行脚本"},
+    "from_console": {"en": "read from the serial console (the output of the last start): {why}",
+                     "zh": "日志取自串口控制台（最近一次启动的输出）：{why}"},
+    "script_not_run": {"en": "the guest could not run the collection script", "zh": "实例无法运行采集脚本"},
 }
 
 # collect.NEXT_STEP's (why, what to do) for each Cloud Assistant error code, in Chinese.
