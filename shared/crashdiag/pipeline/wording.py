@@ -47,7 +47,7 @@ FAILURE: dict[str, dict[str, str]] = {
                             "zh": "查看 collect 函数的日志；实例可能需要人工检查（VNC、串口控制台）"},
     "diagnose_died": {"en": "diagnosis did not finish after {attempts} attempts (the log may be too large or hostile "
                             "for the diagnose function's time and memory)",
-                      "zh": "诊断尝试了 {attempts} 次都没有完成（日志可能太大，或内容超出 diagnose 函数的时间和内存）"},
+                      "zh": "诊断尝试了 {attempts} 次都没有完成（日志可能太大或内容异常，超出了 diagnose 函数的时间和内存限制）"},
     "diagnose_died_advice": {"en": "open crash.log beside this report and read it by hand; raise the diagnose "
                                    "function's memory if it ran out",
                              "zh": "打开报告旁边的 crash.log 人工阅读；如果是内存不足，调高 diagnose 函数的内存"},
