@@ -98,12 +98,12 @@ def report_of(w, prefix: str) -> dict:
     return json.loads(w.store.get(f"{prefix}report.json"))
 
 
-def replay_events(store_dir: Path, *names: str):
+def replay_events(store_dir: Path, *names: str, lang: str = "en"):
     """Replay sample events into a local store (the embedded defaults); returns the store."""
     from crashdiag.cloud.store import LocalStore
     from crashdiag.replay import replay
 
-    settings = Settings.from_env({}, store_dir=str(store_dir), instances_dir=str(ROOT / "events" / "instances"), lang="en",
+    settings = Settings.from_env({}, store_dir=str(store_dir), instances_dir=str(ROOT / "events" / "instances"), lang=lang,
                                  collect_poll_seconds=0.05, collect_wait_seconds=2)
     for name in names:
         replay((ROOT / "events" / name).read_bytes(), settings)

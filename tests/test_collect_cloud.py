@@ -239,6 +239,21 @@ def test_a_chinese_deployment_notes_a_retry_and_the_console_fallback_in_chinese(
     assert not any("running the script again" in n or "read from the serial console" in n for n in result["notes"])
 
 
+@pytest.mark.parametrize("name", ["eventbridge-crash-capture-hung.json", "eventbridge-crash-capture-long.json",
+                                  "eventbridge-system-failure-bootloop.json",
+                                  "eventbridge-crash-shanghai-second-account.json"])
+def test_a_chinese_deployment_writes_its_collection_notes_in_chinese(name, tmp_path):
+    """A wait for the capture, a hung capture, the console fallback, a guest without a boot
+    time: each replayed in zh leaves notes, and every note is Chinese (the capture's phase too)."""
+    from fixtures_world import replay_events
+
+    store = replay_events(tmp_path, name, lang="zh")
+    (key,) = [k for k in store.list("incidents/") if k.endswith("/collect.json")]
+    notes = json.loads(store.get(key))["notes"]
+    assert notes and all(CJK.search(n) for n in notes), notes
+    assert not any(re.search(r"\b(?:the|is|was|for|while)\b", n) for n in notes), notes
+
+
 def test_a_chinese_deployment_names_windows_in_chinese(cloud):
     failure = collect(cloud, "i-bp1windows00007", settings=ZH)["failure"]
     assert failure["reason"].startswith("Windows 实例") and "WinDbg" in failure["advice"]

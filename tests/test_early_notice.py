@@ -34,3 +34,14 @@ def test_early_notice_in_chinese_is_chinese(oss_store, wall, cert, robot, smtp):
     text = robot.messages[0]["markdown"]["text"]
     assert "正在等待转储完成" in text and "内存 512 GB" in text and "makedumpfile 38%" in text
     assert "waiting" not in text and "Copying" not in text
+
+
+def test_a_chinese_collect_describes_the_console_in_chinese(oss_store, wall, cert, robot, smtp):  # noqa: F811
+    from crashdiag.pipeline.capture import SAVING_VMCORE, CaptureView
+
+    view = CaptureView(phase=SAVING_VMCORE, percent=38.0, step="Copying data")
+    waiting = {**WAITING, "reason": view.describe("zh"), "lang": "zh"}
+    w = World(oss_store, settings_for(robot, smtp, lang="zh"), wall, cert)
+    w.notifier().notify_early(PREFIX, INCIDENT, waiting)
+    text = robot.messages[0]["markdown"]["text"]
+    assert "**串口输出**: kdump 正在保存 vmcore（Copying data 38%）" in text and "waiting" not in text

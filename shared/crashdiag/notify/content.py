@@ -58,7 +58,7 @@ def early_card(notice: dict[str, Any], waiting: dict[str, Any], lang: str) -> Me
     blocks.append(Block("field", T["time"], {"value": notice.get("event_time") or ""}))
     blocks.append(Block("field", T["early_status"], {"value": T["early_waiting"].format(memory=memory)}))
     capture = waiting.get("capture") or {}
-    if lang == "en" and waiting.get("reason"):
+    if waiting.get("reason") and waiting.get("lang", "en") == lang:  # collect's words, when in this language
         blocks.append(Block("field", T["early_console"], {"value": plain(str(waiting["reason"]), 200)}))
     elif capture.get("percent") is not None:
         blocks.append(Block("field", T["early_console"], {"value": f"makedumpfile {float(capture['percent']):.0f}%"}))

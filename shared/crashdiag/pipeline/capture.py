@@ -79,20 +79,38 @@ class CaptureView:
         return {"phase": self.phase, "percent": self.percent, "step": self.step, "dmesg_saved": self.dmesg_saved,
                 "dump_dir": self.dump_dir, "panic": self.panic, "evidence": list(self.evidence)}
 
-    def describe(self) -> str:
-        """One plain sentence for a record or a notice."""
-        if self.phase == SAVING_VMCORE:
-            pct = f" ({self.step or 'copying'} {self.percent:.0f}%)" if self.percent is not None else ""
-            return "kdump is saving the vmcore" + pct
-        return {
-            PANICKED: "the kernel panicked; no capture kernel on the console yet",
-            CAPTURE_BOOTING: "the kdump capture kernel is starting",
-            SAVING_DMESG: "kdump is saving vmcore-dmesg.txt",
-            SAVED: "kdump saved the vmcore; the instance is rebooting",
-            FAILED: "kdump reported that saving the dump failed",
-            REBOOTED: "the instance is booting its normal system after the capture",
-            UNKNOWN: "the console shows no panic and no kdump capture",
-        }[self.phase]
+    def describe(self, lang: str = "en") -> str:
+        """One plain sentence for a record or a notice, in ``lang`` (en or zh)."""
+        words = _PHASE_WORDS.get(lang, _PHASE_WORDS["en"])
+        if self.phase == SAVING_VMCORE and self.percent is not None:
+            return words["saving_pct"].format(step=self.step or "copying", pct=self.percent)
+        return words[self.phase]
+
+
+_PHASE_WORDS = {
+    "en": {
+        PANICKED: "the kernel panicked; no capture kernel on the console yet",
+        CAPTURE_BOOTING: "the kdump capture kernel is starting",
+        SAVING_DMESG: "kdump is saving vmcore-dmesg.txt",
+        SAVING_VMCORE: "kdump is saving the vmcore",
+        "saving_pct": "kdump is saving the vmcore ({step} {pct:.0f}%)",
+        SAVED: "kdump saved the vmcore; the instance is rebooting",
+        FAILED: "kdump reported that saving the dump failed",
+        REBOOTED: "the instance is booting its normal system after the capture",
+        UNKNOWN: "the console shows no panic and no kdump capture",
+    },
+    "zh": {
+        PANICKED: "内核已 panic，串口上还没有出现 kdump 捕获内核",
+        CAPTURE_BOOTING: "kdump 捕获内核正在启动",
+        SAVING_DMESG: "kdump 正在保存 vmcore-dmesg.txt",
+        SAVING_VMCORE: "kdump 正在保存 vmcore",
+        "saving_pct": "kdump 正在保存 vmcore（{step} {pct:.0f}%）",
+        SAVED: "kdump 已保存 vmcore，实例正在重启",
+        FAILED: "kdump 报告转储保存失败",
+        REBOOTED: "转储完成后，实例正在启动正常系统",
+        UNKNOWN: "串口上没有 panic，也没有 kdump 转储",
+    },
+}
 
 
 def _lines(text: str):

@@ -229,7 +229,7 @@ class Collector:
         except CloudError as exc:
             info = False
             result["attempts"].append({"step": "describe_instance", "error": exc.code})
-            result["notes"].append(f"DescribeInstances failed ({exc.code}): the OS type is unknown, assumed Linux")
+            result["notes"].append(say(self.lang, "describe_failed", code=exc.code))
         if info is None:
             return self._gone(result, say(self.lang, "released"))
         if info:
@@ -309,18 +309,16 @@ class Collector:
         started = float(prev.get("first_seen", w.now))
         if w.now >= w.deadline:
             self._wait_over = True
-            result["notes"].append(
-                f"waited {int((w.now - started) // 60)} min for the kdump capture; at the deadline it had not "
-                f"finished ({view.describe()}), so the console is all there is")
+            result["notes"].append(say(self.lang, "capture_deadline", minutes=int((w.now - started) // 60),
+                                       seen=view.describe(self.lang)))
             return False
         if w.now - since >= w.stall_seconds:
             self._wait_over = True
-            result["notes"].append(
-                f"the kdump capture showed no progress for {int((w.now - since) // 60)} min ({view.describe()}): "
-                "treated as hung")
+            result["notes"].append(say(self.lang, "capture_hung", minutes=int((w.now - since) // 60),
+                                       seen=view.describe(self.lang)))
             return False
         result["waiting"] = {
-            "reason": view.describe(), "capture": view.to_json(), "token": token, "token_since": since,
+            "reason": view.describe(self.lang), "lang": self.lang, "capture": view.to_json(), "token": token, "token_since": since,
             "first_seen": started, "checked_at": w.now, "checks": int(prev.get("checks", 0)) + 1,
             "deadline": w.deadline, "instance_status": "Running", "agent_online": False,
             "memory_gib": (result.get("instance") or {}).get("memory_gib"),
@@ -349,21 +347,16 @@ class Collector:
         public = region != here
         url = upload(self.settings.upload_url_ttl, public) if public else upload(self.settings.upload_url_ttl)
         if public and not url:
-            result["notes"].append(
-                f"the instance is in {region} and the incident bucket in {here}: the bucket's internal endpoint is "
-                "out of its reach and no public one could be signed, so only the excerpt was collected, not the whole log"
-            )
+            result["notes"].append(say(self.lang, "xregion_none", region=region, here=here))
             return ""
         if public:
-            result["notes"].append(f"the instance is in {region}, the bucket in {here}: the upload goes over the bucket's public endpoint")
+            result["notes"].append(say(self.lang, "xregion_public", region=region, here=here))
         url = url or ""
         if url and not _URL_OK.match(url):
-            result["notes"].append("the upload URL had characters the guest refuses: the whole log was not uploaded")
+            result["notes"].append(say(self.lang, "url_refused"))
             return ""  # never hand the guest anything shell-unsafe
         if len(url) > MAX_UPLOAD_URL:
-            result["notes"].append(
-                f"the upload URL is {len(url)} bytes, over the {MAX_UPLOAD_URL} the guest accepts: the whole log was not uploaded"
-            )
+            result["notes"].append(say(self.lang, "url_too_long", size=len(url), limit=MAX_UPLOAD_URL))
             return ""
         return url
 
@@ -423,7 +416,7 @@ class Collector:
         try:
             out = parse_guest_output(inv.output, inv.dropped)
         except ValueError as exc:
-            result["notes"].append(f"the collection script's output could not be read: {exc}")
+            result["notes"].append(say(self.lang, "unreadable_note", error=exc))
             return "console", say(self.lang, "unreadable", error=exc)
         boot = out["context"].get("boot_time", "")
         if boot_after and boot.isdigit() and int(boot) < boot_after - BOOT_SLACK:
@@ -432,23 +425,23 @@ class Collector:
         meta = dict(out["log"])
         result["log"] = meta
         if boot_after and not boot.isdigit():
-            result["notes"].append("the guest did not report its boot time: the log may predate the crash reboot")
+            result["notes"].append(say(self.lang, "no_boot_time"))
         if inv.dropped:
             meta["dropped"] = inv.dropped
         payload = out.get("payload") or b""
         source = meta.get("source", "none")
         if source == "none" or (not payload and meta.get("uploaded") != "yes"):
-            result["notes"].append("the guest holds no crash log (no kdump, pstore, journal or syslog record)")
+            result["notes"].append(say(self.lang, "no_log_note"))
             return "console", say(self.lang, "no_log")
         if meta.get("uploaded") == "failed":
-            result["notes"].append("the guest could not upload the whole log; only the excerpt was collected")
+            result["notes"].append(say(self.lang, "upload_failed"))
         result["method"] = source
         complete = meta.get("complete") == "yes" and not out.get("truncated")
         if meta.get("uploaded") == "yes":
             complete = True
         result["complete"] = complete
         if out.get("truncated"):
-            result["notes"].append(f"Cloud Assistant cut the output ({inv.dropped} bytes dropped): the excerpt is partial")
+            result["notes"].append(say(self.lang, "output_cut", dropped=inv.dropped))
         result["_log"] = payload
         return "ok", ""
 

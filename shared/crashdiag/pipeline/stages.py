@@ -385,15 +385,15 @@ class Pipeline:
             result["waited"] = {"checks": prev.get("checks"), "since": prev.get("first_seen"), "until": wait.now,
                                 "minutes": int((wait.now - float(prev.get("first_seen", wait.now))) // 60),
                                 "last_seen": prev.get("reason"), "capture": prev.get("capture")}
-            result["notes"].append(f"waited {result['waited']['minutes']} min ({prev.get('checks')} checks) for the guest "
-                                   f"while kdump saved its dump; last seen on the console: {prev.get('reason')}")
+            result["notes"].append(say(self.settings.lang, "waited", minutes=result["waited"]["minutes"],
+                                       checks=prev.get("checks"), seen=prev.get("reason")))
         log_bytes = result.pop("_log", None)
         upload = None
         if result.get("log", {}).get("uploaded") == "yes":
             try:
                 upload = self.read_upload(prefix, result)
             except NotFound:
-                result["notes"].append("the guest said it uploaded the log, but the object is missing; using the excerpt")
+                result["notes"].append(say(self.settings.lang, "upload_missing"))
         result["incident"] = ev
         result["collected_at"] = _now()
         result = self._private(result, record.get("redaction"))
@@ -421,7 +421,7 @@ class Pipeline:
         meta = result.setdefault("log", {})
         meta["uploaded_bytes"] = size
         if size == 0:
-            result["notes"].append("the guest's upload is empty; using the excerpt")
+            result["notes"].append(say(self.settings.lang, "upload_empty"))
             return None
         cap = self.settings.log_max_bytes
         out = tempfile.TemporaryFile(prefix="crashdiag-upload-")  # noqa: SIM115 - the caller closes it
@@ -452,7 +452,7 @@ class Pipeline:
 
     def _head_and_tail(self, key: str, out: BinaryIO, size: int, cap: int, result: dict, *,
                        setting: str = "LOG_MAX_BYTES", whose: str = "the guest's upload",
-                       lead: str = "the guest uploaded") -> int:
+                       lead: str = "lead_upload") -> int:
         """An oversized object's first lines and its last, cut at line ends, ``cap`` bytes in
         all with a marker line between them, appended to ``out``; ``result`` (collect.json)
         records the windows and a note."""
@@ -483,9 +483,10 @@ class Pipeline:
         tail = self._copy_window(key, out, tail_start, tail_n)
         result["complete"] = False
         result.setdefault("log", {})["kept"] = {"head": head, "tail": tail, "left_out": left_out}
-        result.setdefault("notes", []).append(
-            f"{lead} {_mib(size)}, over {setting} ({_mib(cap)}); kept the first {_mib(head)} and the "
-            f"last {_mib(tail)} of it, with a marker line where {_mib(left_out)} were left out")
+        lang = self.settings.lang
+        result.setdefault("notes", []).append(say(
+            lang, "kept_head_tail", lead=say(lang, lead), size=_mib(size), setting=setting, cap=_mib(cap), head=_mib(head),
+            tail=_mib(tail), left=_mib(left_out)))
         return head + len(marker) + tail
 
     # --- waiting for a guest that is saving a kdump capture (docs/PIPELINE.md) -------------
@@ -662,7 +663,7 @@ class Pipeline:
             if total > cap:  # an inbox/ log bigger than the temporary disk should hold
                 collect = {**collect, "notes": list(collect.get("notes") or []), "log": dict(collect.get("log") or {})}
                 size = self._head_and_tail(log_key, out, total, cap, collect, setting="DIAGNOSE_MAX_BYTES",
-                                           whose="the log", lead="the log is")
+                                           whose="the log", lead="lead_log")
             else:
                 size = self._copy_window(log_key, out, 0, cap)
         budget = self.settings.classify_budget_seconds

@@ -1,5 +1,5 @@
-"""What people read when an incident ends without a diagnosis: the failure's reason and what
-to do about it, in each language CRASHDIAG_LANG offers.
+"""What people read about how a crash log was (or was not) collected: a failure's reason, what
+to do about it, and the collection notes, in each language CRASHDIAG_LANG offers.
 
 The English is the wording the pipeline has always recorded (``collect.NEXT_STEP`` keeps
 the English for each Cloud Assistant error code). The Chinese is written for an SRE reading
@@ -56,7 +56,49 @@ FAILURE: dict[str, dict[str, str]] = {
     "never_ran": {"en": "{stage} was restarted {kicks} times and never ran", "zh": "{stage} 函数重启了 {kicks} 次，一次也没有运行"},
     "reconcile_advice": {"en": "check the function's logs and the failure queue; the instance may need a manual look",
                          "zh": "查看函数日志和失败队列；实例可能需要人工检查"},
-    # collection notes that carry a reason above (the other notes are in English)
+    # collection notes
+    "describe_failed": {"en": "DescribeInstances failed ({code}): the OS type is unknown, assumed Linux",
+                        "zh": "DescribeInstances 调用失败（{code}）：操作系统类型未知，按 Linux 处理"},
+    "capture_deadline": {"en": "waited {minutes} min for the kdump capture; at the deadline it had not finished "
+                               "({seen}), so the console is all there is",
+                         "zh": "等待 kdump 转储 {minutes} 分钟，到截止时间仍未完成（{seen}），只能使用串口控制台的输出"},
+    "capture_hung": {"en": "the kdump capture showed no progress for {minutes} min ({seen}): treated as hung",
+                     "zh": "kdump 转储 {minutes} 分钟没有进展（{seen}），按卡死处理"},
+    "xregion_none": {"en": "the instance is in {region} and the incident bucket in {here}: the bucket's internal "
+                           "endpoint is out of its reach and no public one could be signed, so only the excerpt was "
+                           "collected, not the whole log",
+                     "zh": "实例在 {region}，存储桶在 {here}：实例访问不到存储桶的内网 Endpoint，也签不出公网地址，"
+                           "因此只采集了日志摘录，没有完整日志"},
+    "xregion_public": {"en": "the instance is in {region}, the bucket in {here}: the upload goes over the bucket's "
+                             "public endpoint",
+                       "zh": "实例在 {region}，存储桶在 {here}：日志经存储桶的公网 Endpoint 上传"},
+    "url_refused": {"en": "the upload URL had characters the guest refuses: the whole log was not uploaded",
+                    "zh": "上传地址含有采集脚本拒绝的字符：没有上传完整日志"},
+    "url_too_long": {"en": "the upload URL is {size} bytes, over the {limit} the guest accepts: the whole log was "
+                           "not uploaded",
+                     "zh": "上传地址长 {size} 字节，超过采集脚本接受的 {limit} 字节：没有上传完整日志"},
+    "unreadable_note": {"en": "the collection script's output could not be read: {error}",
+                        "zh": "无法解析采集脚本的输出：{error}"},
+    "no_boot_time": {"en": "the guest did not report its boot time: the log may predate the crash reboot",
+                     "zh": "实例没有报告启动时间：日志可能早于这次宕机重启"},
+    "no_log_note": {"en": "the guest holds no crash log (no kdump, pstore, journal or syslog record)",
+                    "zh": "实例内没有宕机日志（没有 kdump、pstore、journal 或 syslog 记录）"},
+    "upload_failed": {"en": "the guest could not upload the whole log; only the excerpt was collected",
+                      "zh": "实例没能上传完整日志，只采集到日志摘录"},
+    "output_cut": {"en": "Cloud Assistant cut the output ({dropped} bytes dropped): the excerpt is partial",
+                   "zh": "云助手截断了输出（丢弃 {dropped} 字节）：日志摘录不完整"},
+    "waited": {"en": "waited {minutes} min ({checks} checks) for the guest while kdump saved its dump; last seen on "
+                     "the console: {seen}",
+               "zh": "kdump 保存转储期间等待实例 {minutes} 分钟（检查 {checks} 次）；串口控制台最后显示：{seen}"},
+    "upload_missing": {"en": "the guest said it uploaded the log, but the object is missing; using the excerpt",
+                       "zh": "实例报告已上传日志，但对象不存在；改用日志摘录"},
+    "upload_empty": {"en": "the guest's upload is empty; using the excerpt", "zh": "实例上传的日志为空；改用日志摘录"},
+    "kept_head_tail": {"en": "{lead} {size}, over {setting} ({cap}); kept the first {head} and the last {tail} of it, "
+                             "with a marker line where {left} were left out",
+                       "zh": "{lead} {size}，超过 {setting}（{cap}）；保留了开头 {head} 和结尾 {tail}，"
+                             "中间 {left} 处用一行标记代替"},
+    "lead_upload": {"en": "the guest uploaded", "zh": "实例上传的日志大小为"},
+    "lead_log": {"en": "the log is", "zh": "日志大小为"},
     "gave_up": {"en": "gave up running the script again after {runs} tries: {why}",
                 "zh": "脚本重试 {runs} 次后放弃：{why}"},
     "again": {"en": "{why}: running the script again", "zh": "{why}：重新运行脚本"},
