@@ -147,14 +147,15 @@ def parent(pid):
 
 def in_our_tree(pid):
     # Only the test's own processes count: the machine running the tests (a CI runner, say) may
-    # have its own command lines with any text in them. A chain cut by an exit counts as ours.
+    # have command lines of its own with any text in them. A process that exits during the walk
+    # cannot be placed and is skipped; the uploader lives for seconds, its parents longer.
     try:
         while pid not in ("0", "1"):
             if pid == ours:
                 return True
             pid = parent(pid)
     except (OSError, IndexError):
-        return True
+        return False
     return False
 
 
@@ -162,14 +163,12 @@ print("ready", flush=True)
 end = time.time() + 60
 while not os.path.exists(stop) and time.time() < end:
     for pid in os.listdir("/proc"):
-        if pid.isdigit() and pid != me:
+        if pid.isdigit() and pid != me and in_our_tree(pid):
             try:
                 with open(f"/proc/{pid}/cmdline", "rb") as f:
-                    cmdline = f.read()
+                    seen.add(f.read())
             except OSError:
-                continue
-            if cmdline not in seen and in_our_tree(pid):
-                seen.add(cmdline)
+                pass
     time.sleep(0.01)
 print("\n".join(sorted(s.hex() for s in seen)))
 """
