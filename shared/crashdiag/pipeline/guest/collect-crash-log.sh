@@ -136,8 +136,13 @@ NOW=
 if [ "$HAVE_DATE" = yes ]; then NOW=$(date +%s) || NOW=; fi
 is_num "$NOW" || NOW=
 # Guest files must be owned by root (or by whoever runs this, e.g. a test; root on a guest).
-MY_UID=0
-if have id; then MY_UID=$(id -u) || MY_UID=0; fi
+# Whoever runs this: the effective uid in the shell's own /proc/self/status (read by the shell,
+# so no `id` is needed: a guest or a test may lack it), else `id -u`, else root.
+MY_UID=
+while read -r k _ e _; do
+    if [ "$k" = Uid: ]; then MY_UID=$e; break; fi
+done </proc/self/status
+is_num "$MY_UID" || { MY_UID=0; if have id; then MY_UID=$(id -u) || MY_UID=0; fi; }
 
 trim() {  # $1 -> TRIM without surrounding spaces
     TRIM=$1
