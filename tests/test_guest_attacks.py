@@ -112,6 +112,17 @@ def hook(bin_dir: Path, name: str, body: str) -> None:
     (bin_dir / name).chmod(0o755)
 
 
+def hook_once(bin_dir: Path, name: str, step: str, marker: Path, *, prelude: str = "", when: str = ":") -> None:
+    """``hook`` that runs ``step`` the first time ``when`` holds (``prelude`` runs before the
+    test), leaving ``marker`` behind as proof that it ran."""
+    hook(bin_dir, name,
+         f"{prelude}"
+         f'if {when} && [ ! -e "{marker}" ]; then\n'
+         f'    : >"{marker}"\n'
+         f"    {step}\n"
+         f"fi")
+
+
 def attacker_step(script: str, *args: str) -> str:
     """The shell text a hook runs: ``script`` as the attacker (same as ``attacker``)."""
     quoted = " ".join("'" + a.replace("'", "'\\''") + "'" for a in args)
@@ -226,12 +237,8 @@ def test_a_symlink_swapped_in_after_the_check_is_not_read(private_dir, shell, pu
 
     done = tmp_path / "swapped"
     swap = attacker_step('ln -s "$1" "$2.new" && mv -f "$2.new" "$2"', str(root / "root/secret"), str(msgs))
-    hook(tmp_path / "hooks", "stat",
-         f'for a in "$@"; do last=$a; done\n'
-         f'if [ "$last" = "{msgs}" ] && [ ! -e "{done}" ]; then\n'
-         f'    : >"{done}"\n'
-         f"    {swap}\n"
-         f"fi")
+    hook_once(tmp_path / "hooks", "stat", swap, done, prelude='for a in "$@"; do last=$a; done\n',
+              when=f'[ "$last" = "{msgs}" ]')
     out, _ = run_script(root, tmp_path, shell=shell, upload_url=_url(put_server), path=hooked_path(tmp_path / "hooks"),
                         tmpdir=None if private_dir else str(tmp_path / "no-such-dir"))
     assert done.exists(), "the script never asked stat about messages: the race was not run"
@@ -409,11 +416,7 @@ def test_a_log_replaced_after_the_copy_changes_nothing(private_dir, shell, put_s
     msgs = syslog_group_var_log(root)
     done = tmp_path / "replaced"
     replace = attacker_step('printf %s "$1" >"$2.new" && mv -f "$2.new" "$2"', FORGED.decode(), str(msgs))
-    hook(tmp_path / "hooks", "curl",
-         f'if [ ! -e "{done}" ]; then\n'
-         f'    : >"{done}"\n'
-         f"    {replace}\n"
-         f"fi")
+    hook_once(tmp_path / "hooks", "curl", replace, done)
     out, _ = run_script(root, tmp_path, shell=shell, upload_url=_url(put_server), path=hooked_path(tmp_path / "hooks"),
                         tmpdir=None if private_dir else str(tmp_path / "no-such-dir"))
     assert done.exists() and msgs.read_bytes() == FORGED  # the attacker's replacement happened
